@@ -30,3 +30,22 @@ def extract_examples(markdown: str) -> list[list[dict]]:
     requests = re.findall(r"\*\*Request\*\*:\n\n```json\n(.*?)```", markdown, re.S)
     responses = re.findall(r"\*\*Response\*\*:\n\n```json\n(.*?)```", markdown, re.S)
     return [[json.loads(a), json.loads(b)] for a, b in zip(requests, responses, strict=True)]
+
+
+@pytest.fixture(scope="session")
+def demo_weights(tmp_path_factory):
+    """Tiny random Kandinsky 5 pipelines (the real classes), built offline once per test session."""
+    pytest.importorskip("diffusers", reason="needs the 'local' extra")
+    from kandinsky_nb.backends.local import build_demo_weights
+
+    return build_demo_weights(tmp_path_factory.mktemp("demo-weights"))
+
+
+@pytest.fixture(scope="session")
+def demo_backend(demo_weights):
+    """The local engine on demo weights at reduced scale: a 1024x1024 request runs in well under a second."""
+    from kandinsky_nb.backends.local import LocalBackend
+
+    backend = LocalBackend.demo(demo_weights)
+    yield backend
+    backend.close()
