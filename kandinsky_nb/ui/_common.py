@@ -1,0 +1,129 @@
+"""Pieces every panel shares: an error area that never loses a callback's error, background scheduling on the
+kernel's running event loop, and the control factories that read their ranges from :mod:`kandinsky_nb.spec`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import ipywidgets as widgets
+
+from .. import spec
+from .display import html_for_error
+
+__all__ = ["ErrorArea", "css", "run_in_background", "session_or_default"]
+
+T = TypeVar("T")
+
+
+def css(widget: widgets.Widget, *classes: str) -> widgets.Widget:
+    """Add CSS classes (stable hooks for browser tests and styling) and return the widget."""
+    for name in classes:
+        widget.add_class(name)
+    return widget
+
+
+class ErrorArea:
+    """Where a panel shows errors from its callbacks: JupyterLab drops exceptions raised in widget callbacks, so every
+    callback runs through :meth:`guard` and its error lands here (and in ``errors`` for tests)."""
+
+    def __init__(self, css_class: str) -> None:
+        self.widget = css(widgets.HTML(""), css_class, "knb-error-area")
+        self.errors: list[BaseException] = []
+
+    @property
+    def last(self) -> BaseException | None:
+        return self.errors[-1] if self.errors else None
+
+    def show(self, error: BaseException, context: str = "") -> None:
+        self.errors.append(error)
+        detail = ""
+        if not _is_ours(error):
+            # An unexpected error: keep the traceback visible, it is a bug report.
+            detail = "<details><summary>traceback</summary><pre>{}</pre></details>".format(
+                "".join(traceback.format_exception(error)).replace("<", "&lt;")
+            )
+        self.widget.value = html_for_error(error, context=context) + detail
+
+    def clear(self) -> None:
+        self.widget.value = ""
+
+    def guard(self, context: str) -> Callable[[Callable[..., T]], Callable[..., T | None]]:
+        """Decorator: run a callback and show any exception here instead of letting the front end swallow it."""
+
+        def wrap(callback: Callable[..., T]) -> Callable[..., T | None]:
+            @functools.wraps(callback)
+            def guarded(*args: Any, **kwargs: Any) -> T | None:
+                try:
+                    return callback(*args, **kwargs)
+                except Exception as exc:
+                    self.show(exc, context)
+                    return None
+
+            return guarded
+
+        return wrap
+
+
+def _is_ours(error: BaseException) -> bool:
+    from ..errors import KandinskyNBError
+
+    return isinstance(error, KandinskyNBError)
+
+
+def run_in_background(make_coroutine: Callable[[], Awaitable[T]], run_sync: Callable[[], T]) -> asyncio.Task[T] | None:
+    """Schedule work on the running event loop (the kernel's, in Jupyter) and return its task; with no running loop
+    (a plain script) run the synchronous twin now and return None.
+
+    In a Jupyter kernel a widget callback runs on the kernel's asyncio loop, so the task runs while the notebook
+    stays responsive: other cells and widget events are handled between its awaits.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        run_sync()
+        return None
+    return loop.create_task(make_coroutine())  # type: ignore[arg-type]
+
+
+def session_or_default(session: Any) -> Any:
+    """The given Session, or one built from the environment (key -> Runware, else local/demo) on first use."""
+    if session is not None:
+        return session
+    from ..engine import Session
+
+    return Session()
+
+
+def limit_slider(key: str, description: str, *, value: float | None = None) -> widgets.Widget:
+    """A slider whose range, step and default come from ``spec.LIMITS[key]``."""
+    limit = spec.LIMITS[key]
+    assert limit.maximum is not None, f"{key} has no upper bound; a slider needs one"
+    start = limit.default if value is None else value
+    style = {"description_width": "initial"}
+    if limit.integer:
+        return widgets.IntSlider(
+            value=int(start if start is not None else limit.minimum),
+            min=int(limit.minimum),
+            max=int(limit.maximum),
+            step=int(limit.step or 1),
+            description=description,
+            continuous_update=False,
+            style=style,
+            tooltip=limit.describe(),
+        )
+    return widgets.FloatSlider(
+        value=float(start if start is not None else limit.minimum),
+        min=float(limit.minimum),
+        max=float(limit.maximum),
+        step=float(limit.step or 0.01),
+        description=description,
+        readout_format=".2f",
+        continuous_update=False,
+        style=style,
+        tooltip=limit.describe(),
+    )

@@ -1,0 +1,618 @@
+"""GeneratePanel: one form for every request parameter, the exact JSON it sends, its estimated cost, and Generate.
+
+The panel is a view over :class:`~kandinsky_nb.ui.state.GenerateState`: widgets write the state, pure functions turn
+the state into a validated request (or the problems shown next to each control), and Generate hands the request to
+``session.agenerate`` as a task on the kernel's running event loop, so the notebook stays responsive while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from typing import Any
+
+import ipywidgets as widgets
+
+from .. import spec
+from ..errors import FieldProblem
+from ..types import Generation, ImageInferenceRequest
+from . import state as st
+from ._common import ErrorArea, css, limit_slider, run_in_background, session_or_default
+from .display import (
+    format_seconds,
+    format_usd,
+    html_for_generation,
+    html_for_problems,
+    html_for_request_json,
+    thumbnail,
+)
+
+__all__ = ["GeneratePanel", "local_scheduler_notes"]
+
+_WIDE = widgets.Layout(width="100%")
+_STYLE = {"description_width": "initial"}
+_CACHE_LABELS = {
+    "fbCache": "first-block cache (fbCache)",
+    "teaCache": "TeaCache (teaCache)",
+    "dbCache": "dual-block cache (dbCache)",
+}
+# Dropdowns hold "" for "not sent": a widget Dropdown whose value is None shows no selection at all.
+_UNSET = ""
+# How many past generations the results area keeps on screen (the run log keeps all of them).
+_RESULTS_SHOWN = 4
+
+
+def local_scheduler_notes() -> dict[str, str]:
+    """Scheduler name -> why the local engine refuses it, read from the local engine's pure table ({} when that
+    table is not installed)."""
+    try:
+        from ..backends.local.schedulers import LOCAL_SCHEDULERS
+    except ImportError:
+        return {}
+    return {name: choice.note for name, choice in LOCAL_SCHEDULERS.items() if not choice.supported}
+
+
+class GeneratePanel(widgets.VBox):
+    """A form for one ``imageInference`` request, with a live JSON preview, a cost estimate and a Generate button.
+
+    >>> panel = GeneratePanel(session)          # doctest: +SKIP
+    >>> panel.update(positivePrompt="a red fox in snow", steps=28)
+    >>> panel.request.to_wire()["steps"]
+    28
+
+    ``state`` holds every value (a plain dataclass), ``request`` the validated request or None, ``problems`` what is
+    wrong, ``task`` the running generation (an asyncio task) and ``generations`` what came back.
+    """
+
+    def __init__(self, session: Any = None, *, state: st.GenerateState | None = None, **box_kwargs: Any) -> None:
+        self._session = session
+        self.state = state.copy() if state is not None else st.GenerateState()
+        self.request: ImageInferenceRequest | None = None
+        self.problems: list[FieldProblem] = []
+        self.task: asyncio.Task[Any] | None = None
+        self.running = False
+        self.ignored_clicks = 0
+        self.generations: list[Generation] = []
+        self.errors = ErrorArea("knb-generate-errors")
+        self._syncing = False
+        self._latency_per_unit: float | None = None  # seconds per (megapixel x step x image), measured here
+
+        self.controls: dict[str, widgets.Widget] = {}
+        self._problem_labels: dict[str, widgets.HTML] = {}
+        self._build_controls()
+        self._build_outputs()
+        super().__init__(children=self._layout(), **box_kwargs)
+        css(self, "knb-generate-panel")
+        self._write_widgets()
+        self._refresh()
+
+    # -- public API --------------------------------------------------------------------------------------------
+    @property
+    def session(self) -> Any:
+        """The Session this panel runs on (built from the environment on first use when none was given)."""
+        if self._session is None:
+            self._session = session_or_default(None)
+        return self._session
+
+    def update(self, **changes: Any) -> None:
+        """Set form values by state field name (``update(positivePrompt="...", steps=30)``) and refresh the view."""
+        self.state = self.state.copy(**changes)
+        self._write_widgets()
+        self._refresh()
+
+    def load_request(self, request: ImageInferenceRequest) -> None:
+        """Fill the form from a request (for example one from the run log): "reuse these parameters"."""
+        self.state = st.state_from_request(request)
+        self._write_widgets()
+        self._refresh()
+
+    def code(self) -> str:
+        """Python that reproduces the current request ("" while the form is invalid)."""
+        return st.code_for_request(self.request) if self.request is not None else ""
+
+    def generate(self) -> asyncio.Task[Any] | None:
+        """What the Generate button does: start a generation (a task when an event loop runs, else synchronously)."""
+        self._on_generate(self.generate_button)
+        return self.task
+
+    # -- building ----------------------------------------------------------------------------------------------
+    def _add(self, key: str, control: widgets.Widget) -> widgets.Widget:
+        self.controls[key] = control
+        css(control, "knb-control", f"knb-{key.replace('.', '-')}")
+        return control
+
+    def _problem_label(self, key: str) -> widgets.HTML:
+        label = css(widgets.HTML(""), "knb-problem", f"knb-problem-{key.replace('.', '-')}")
+        self._problem_labels[key] = label
+        return label
+
+    def _with_problems(self, key: str, *parts: widgets.Widget) -> widgets.VBox:
+        row = parts[0] if len(parts) == 1 else widgets.HBox(list(parts))
+        return widgets.VBox([row, self._problem_label(key)])
+
+    def _build_controls(self) -> None:
+        low, high = spec.TEXT_LIMITS["positivePrompt"]
+        self._add(
+            "positivePrompt",
+            widgets.Textarea(
+                placeholder=f"Describe the image ({low} to {high} characters)",
+                description="Prompt",
+                layout=widgets.Layout(width="100%", height="80px"),
+                style=_STYLE,
+            ),
+        )
+        low, high = spec.TEXT_LIMITS["negativePrompt"]
+        self._add(
+            "negativePrompt",
+            widgets.Textarea(
+                placeholder=f"What to avoid (optional, {low} to {high} characters)",
+                description="Negative",
+                layout=widgets.Layout(width="100%", height="48px"),
+                style=_STYLE,
+            ),
+        )
+        self.counters = {key: css(widgets.HTML(""), "knb-counter", f"knb-counter-{key}") for key in spec.TEXT_LIMITS}
+        self._add(
+            "size",
+            widgets.Dropdown(
+                options=[(f"{s.label} — {s}", s.label) for s in spec.SIZES], description="Size", style=_STYLE
+            ),
+        )
+        self._add("steps", limit_slider("steps", "Steps"))
+        self._add("CFGScale", limit_slider("CFGScale", "CFG scale"))
+        self._add(
+            "scheduler", widgets.Dropdown(options=self._scheduler_options(), description="Scheduler", style=_STYLE)
+        )
+        self._add(
+            "seed",
+            widgets.Text(
+                placeholder=f"0 to {spec.SEED_MAX}",
+                description="Seed",
+                style=_STYLE,
+                tooltip=spec.LIMITS["seed"].describe(),
+            ),
+        )
+        self._add("random_seed", widgets.Checkbox(description="random seed", indent=False))
+        self._add("numberResults", limit_slider("numberResults", "Images"))
+        # Output & API options.
+        self._add(
+            "outputType", widgets.Dropdown(options=list(spec.OUTPUT_TYPES), description="outputType", style=_STYLE)
+        )
+        self._add(
+            "outputFormat",
+            widgets.Dropdown(options=list(spec.OUTPUT_FORMATS), description="outputFormat", style=_STYLE),
+        )
+        self._add("outputQuality", limit_slider("outputQuality", "outputQuality"))
+        self._add("includeCost", widgets.Checkbox(description="includeCost (report cost per image)", indent=False))
+        self._add(
+            "deliveryMethod",
+            widgets.Dropdown(options=list(spec.DELIVERY_METHODS), description="deliveryMethod", style=_STYLE),
+        )
+        self._add(
+            "ttl",
+            widgets.Text(
+                placeholder=spec.LIMITS["ttl"].describe() + " seconds (URL output only)",
+                description="ttl",
+                style=_STYLE,
+            ),
+        )
+        self._add(
+            "webhookURL", widgets.Text(placeholder="https://...", description="webhookURL", style=_STYLE, layout=_WIDE)
+        )
+        self._add(
+            "uploadEndpoint",
+            widgets.Text(placeholder="https://...", description="uploadEndpoint", style=_STYLE, layout=_WIDE),
+        )
+        # Safety.
+        self._add("safety.checkContent", widgets.Checkbox(description="checkContent", indent=False))
+        self._add(
+            "safety.mode",
+            widgets.Dropdown(
+                options=[("not sent", _UNSET), *[(m, m) for m in spec.SAFETY_MODES]], description="mode", style=_STYLE
+            ),
+        )
+        # Acceleration: one cache family at a time, its own knobs plus the shared window.
+        self._add(
+            "acceleratorOptions",
+            widgets.Dropdown(
+                options=[("off", _UNSET), *[(_CACHE_LABELS.get(f, f), f) for f in spec.CACHE_FAMILIES]],
+                description="Cache",
+                style=_STYLE,
+            ),
+        )
+        self.cache_knobs: dict[str, widgets.Text] = {}
+        for knob in (*[k for knobs in spec.CACHE_FAMILIES.values() for k in knobs], *st.CACHE_WINDOW_KNOBS):
+            limit = spec.LIMITS[f"acceleratorOptions.{knob}"]
+            default = "" if limit.default is None else f" (default {limit.default:g})"
+            text = widgets.Text(placeholder=limit.describe() + default, description=knob, style=_STYLE)
+            self.cache_knobs[knob] = text
+            self._add(f"acceleratorOptions.{knob}", text)
+        # LoRA list.
+        self.lora_rows = css(widgets.VBox([]), "knb-lora-rows")
+        self.add_lora_button = css(widgets.Button(description="Add LoRA", icon="plus"), "knb-add-lora")
+        self.add_lora_button.on_click(self.errors.guard("Add LoRA")(self._on_add_lora))
+        self.controls["lora"] = self.lora_rows
+        # Image input for editing.
+        self._add("seedImage", widgets.FileUpload(accept="image/*", multiple=False, description="Image to edit"))
+        self.seed_image_preview = css(widgets.HTML(""), "knb-seed-image-preview")
+        self.clear_image_button = css(widgets.Button(description="Remove image", icon="times"), "knb-clear-image")
+        self.clear_image_button.on_click(self.errors.guard("Remove image")(self._on_clear_image))
+        self._add("strength", limit_slider("strength", "strength"))
+
+        for key, control in self.controls.items():
+            if key != "lora":
+                control.observe(self.errors.guard(f"{key}")(self._on_widget_change), names="value")
+
+    def _scheduler_options(self) -> list[tuple[str, str]]:
+        refused = local_scheduler_notes()
+        options: list[tuple[str, str]] = [(f"model default ({spec.MODEL_DEFAULT_SCHEDULER})", _UNSET)]
+        for name in spec.SCHEDULERS:
+            options.append((f"{name} — not on the local engine" if name in refused else name, name))
+        return options
+
+    def _build_outputs(self) -> None:
+        self.generate_button = css(
+            widgets.Button(description="Generate", button_style="primary", icon="play"), "knb-generate"
+        )
+        self.generate_button.on_click(self.errors.guard("Generate")(self._on_generate))
+        self.status = css(widgets.HTML(""), "knb-status")
+        self.progress = css(
+            widgets.FloatProgress(value=0, min=0, max=1, layout=widgets.Layout(width="160px", visibility="hidden")),
+            "knb-progress",
+        )
+        self.cost_label = css(widgets.HTML(""), "knb-cost")
+        self.json_preview = css(widgets.HTML(""), "knb-json-preview")
+        self.code_area = css(
+            widgets.Textarea(layout=widgets.Layout(width="100%", height="180px"), disabled=False), "knb-code"
+        )
+        self.results = css(widgets.HTML(""), "knb-results")
+
+    def _layout(self) -> list[widgets.Widget]:
+        c = self.controls
+        main = widgets.VBox(
+            [
+                self._with_problems("positivePrompt", c["positivePrompt"]),
+                self.counters["positivePrompt"],
+                self._with_problems("negativePrompt", c["negativePrompt"]),
+                self.counters["negativePrompt"],
+                widgets.HBox(
+                    [self._with_problems("size", c["size"]), self._with_problems("scheduler", c["scheduler"])]
+                ),
+                widgets.HBox(
+                    [self._with_problems("steps", c["steps"]), self._with_problems("CFGScale", c["CFGScale"])]
+                ),
+                widgets.HBox(
+                    [
+                        self._with_problems("seed", c["seed"], c["random_seed"]),
+                        self._with_problems("numberResults", c["numberResults"]),
+                    ]
+                ),
+            ]
+        )
+        output_box = widgets.VBox(
+            [
+                self._with_problems(key, c[key])
+                for key in (
+                    "outputType",
+                    "outputFormat",
+                    "outputQuality",
+                    "includeCost",
+                    "deliveryMethod",
+                    "ttl",
+                    "webhookURL",
+                    "uploadEndpoint",
+                )
+            ]
+        )
+        safety_box = widgets.VBox([self._with_problems(k, c[k]) for k in ("safety.checkContent", "safety.mode")])
+        accel_box = widgets.VBox(
+            [self._with_problems("acceleratorOptions", c["acceleratorOptions"])]
+            + [self._with_problems(f"acceleratorOptions.{knob}", text) for knob, text in self.cache_knobs.items()]
+        )
+        self._knob_boxes = {knob: accel_box.children[i + 1] for i, knob in enumerate(self.cache_knobs)}
+        lora_box = widgets.VBox([self.lora_rows, self.add_lora_button, self._problem_label("lora")])
+        image_box = widgets.VBox(
+            [
+                widgets.HTML(
+                    "Editing: the image is sent as <code>seedImage</code> (not in the model page's table; the local "
+                    "engine honours it, the cloud may refuse it)."
+                ),
+                self._with_problems("seedImage", c["seedImage"], self.clear_image_button),
+                self.seed_image_preview,
+                self._with_problems("strength", c["strength"]),
+            ]
+        )
+        self.accordion = css(
+            widgets.Accordion(children=[output_box, safety_box, accel_box, lora_box, image_box]), "knb-advanced"
+        )
+        for index, title in enumerate(
+            ["Output & API options", "Safety", "Acceleration (acceleratorOptions)", "LoRA", "Image input (editing)"]
+        ):
+            self.accordion.set_title(index, title)
+        self.preview_tabs = widgets.Tab(children=[self.json_preview, self.code_area])
+        self.preview_tabs.set_title(0, "Request JSON")
+        self.preview_tabs.set_title(1, "Copy as code")
+        action_row = widgets.HBox([self.generate_button, self.progress, self.status])
+        return [
+            main,
+            self.accordion,
+            action_row,
+            self._problem_label(st.GENERAL),
+            self.errors.widget,
+            self.cost_label,
+            self.preview_tabs,
+            self.results,
+        ]
+
+    # -- state <-> widgets -------------------------------------------------------------------------------------
+    def _write_widgets(self) -> None:
+        """Push the state into the widgets (without the change events feeding back)."""
+        s, c = self.state, self.controls
+        self._syncing = True
+        try:
+            for key in (
+                "positivePrompt",
+                "negativePrompt",
+                "size",
+                "steps",
+                "CFGScale",
+                "seed",
+                "random_seed",
+                "numberResults",
+                "outputType",
+                "outputFormat",
+                "outputQuality",
+                "includeCost",
+                "deliveryMethod",
+                "ttl",
+                "webhookURL",
+                "uploadEndpoint",
+                "strength",
+            ):
+                c[key].value = getattr(s, key)
+            c["scheduler"].value = s.scheduler or _UNSET
+            c["safety.checkContent"].value = s.checkContent
+            c["safety.mode"].value = s.safetyMode or _UNSET
+            c["acceleratorOptions"].value = s.cache or _UNSET
+            for knob, text in self.cache_knobs.items():
+                text.value = s.cache_options.get(knob, "")
+            self._rebuild_lora_rows()
+            self._show_seed_image()
+        finally:
+            self._syncing = False
+
+    def _read_widgets(self) -> None:
+        c = self.controls
+        s = self.state.copy()
+        for key in (
+            "positivePrompt",
+            "negativePrompt",
+            "size",
+            "steps",
+            "CFGScale",
+            "seed",
+            "random_seed",
+            "numberResults",
+            "outputType",
+            "outputFormat",
+            "outputQuality",
+            "includeCost",
+            "deliveryMethod",
+            "ttl",
+            "webhookURL",
+            "uploadEndpoint",
+            "strength",
+        ):
+            setattr(s, key, c[key].value)
+        s.scheduler = c["scheduler"].value or None
+        s.checkContent = c["safety.checkContent"].value
+        s.safetyMode = c["safety.mode"].value or None
+        s.cache = c["acceleratorOptions"].value or None
+        s.cache_options = {knob: text.value for knob, text in self.cache_knobs.items() if text.value.strip()}
+        s.loras = [
+            st.LoraEntry(model=row.children[0].value, weight=row.children[1].value, transformer=row.children[2].value)
+            for row in self.lora_rows.children
+        ]
+        uploads = c["seedImage"].value
+        if uploads:
+            upload = uploads[0]
+            s.seedImage, s.seedImage_name = bytes(upload["content"]), str(upload["name"])
+        self.state = s
+
+    def _on_widget_change(self, change: dict[str, Any]) -> None:
+        if self._syncing:
+            return
+        self._read_widgets()
+        if change["owner"] is self.controls["seedImage"]:
+            self._show_seed_image()
+        self._refresh()
+
+    def _rebuild_lora_rows(self) -> None:
+        rows = []
+        for entry in self.state.loras:
+            model = widgets.Text(value=entry.model, placeholder="LoRA model id (AIR), e.g. civitai:123@456")
+            weight = limit_slider("lora.weight", "weight", value=entry.weight)
+            transformer = widgets.Dropdown(options=list(spec.LORA_TRANSFORMERS), value=entry.transformer)
+            remove = widgets.Button(icon="times", tooltip="remove this LoRA", layout=widgets.Layout(width="36px"))
+            row = css(widgets.HBox([model, weight, transformer, remove]), "knb-lora-row")
+            for part in (model, weight, transformer):
+                part.observe(self.errors.guard("LoRA")(self._on_widget_change), names="value")
+            remove.on_click(self.errors.guard("Remove LoRA")(lambda _b, row=row: self._on_remove_lora(row)))
+            rows.append(row)
+        self.lora_rows.children = rows
+
+    def _on_add_lora(self, _button: Any) -> None:
+        self.update(loras=[*self.state.loras, st.LoraEntry()])
+
+    def _on_remove_lora(self, row: widgets.HBox) -> None:
+        index = list(self.lora_rows.children).index(row)
+        loras = list(self.state.loras)
+        del loras[index]
+        self.update(loras=loras)
+
+    def _on_clear_image(self, _button: Any) -> None:
+        self._syncing = True
+        try:
+            self.controls["seedImage"].value = ()
+        finally:
+            self._syncing = False
+        self.update(seedImage=None, seedImage_name="")
+
+    def _show_seed_image(self) -> None:
+        s = self.state
+        if s.seedImage is None:
+            self.seed_image_preview.value = ""
+            return
+        try:
+            small, fmt = thumbnail(s.seedImage, 128)
+        except Exception as exc:  # not an image Pillow can read: the request validation says so next to the control
+            self.seed_image_preview.value = f"<i>{html.escape(s.seedImage_name)}: cannot preview ({exc})</i>"
+            return
+        import base64
+
+        uri = f"data:image/{fmt};base64," + base64.b64encode(small).decode("ascii")
+        self.seed_image_preview.value = f'<img src="{uri}"/> <small>{html.escape(s.seedImage_name)}</small>'
+
+    # -- the live view ---------------------------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        """Re-derive everything shown from the state: problems, JSON, cost, code, which controls are live."""
+        s, c = self.state, self.controls
+        self.request, self.problems = st.validate_state(s)
+        grouped = st.problems_by_control(self.problems, frozenset(self._problem_labels))
+        for key, label in self._problem_labels.items():
+            label.value = html_for_problems(grouped.get(key, []))
+        for key, (low, high) in spec.TEXT_LIMITS.items():
+            length = len(getattr(s, key))
+            over = length > high or (0 < length < low)
+            colour = "#b00020" if over else "#666"
+            self.counters[key].value = f'<small style="color:{colour}">{length} / {high} characters</small>'
+        c["seed"].disabled = s.random_seed
+        c["strength"].disabled = s.seedImage is None
+        c["safety.mode"].disabled = False
+        for knob, box in self._knob_boxes.items():
+            relevant = s.cache is not None and (knob in st.CACHE_WINDOW_KNOBS or knob in spec.CACHE_FAMILIES[s.cache])
+            box.layout.display = None if relevant else "none"
+        self.generate_button.disabled = self.request is None or self.running
+        if self.request is None:
+            self.json_preview.value = html_for_problems(self.problems)
+            self.cost_label.value = "<small>Fix the problems above to see the request and its cost.</small>"
+            self.code_area.value = ""
+            return
+        self.json_preview.value = html_for_request_json(self.request)
+        self.code_area.value = st.code_for_request(self.request)
+        estimate = st.estimate_cost(self.request)
+        self.cost_label.value = (
+            f"<b>Estimated cost:</b> {format_usd(estimate)} at list price "
+            f"({self.request.width}x{self.request.height}, {self.request.effective('steps')} steps, "
+            f"{self.request.effective('numberResults')} image(s)); "
+            f"<small>the seed is {'drawn by the engine' if self.request.seed is None else 'fixed'}.</small>"
+        )
+
+    # -- Generate ----------------------------------------------------------------------------------------------
+    def _on_generate(self, _button: Any) -> None:
+        if self.running:
+            # One generation at a time per panel: a double click must not pay twice.
+            self.ignored_clicks += 1
+            self.status.value = (
+                f"<b>Still generating</b>: click ignored ({self.ignored_clicks} so far); wait for this one to finish."
+            )
+            return
+        self._read_widgets()
+        self._refresh()
+        if self.request is None:
+            self.status.value = "<b>Fix the problems shown next to the controls first.</b>"
+            return
+        request = self.request
+        session = self.session
+        self.errors.clear()
+        self._begin(request)
+        self.task = run_in_background(
+            lambda: self._agenerate(session, request), lambda: self._generate_now(session, request)
+        )
+
+    def _expected_seconds(self, request: ImageInferenceRequest) -> float | None:
+        if self._latency_per_unit is None:
+            return None
+        return self._latency_per_unit * _work_units(request)
+
+    def _begin(self, request: ImageInferenceRequest) -> None:
+        self.running = True
+        self.generate_button.disabled = True
+        self.generate_button.description = "Generating…"
+        self.progress.layout.visibility = "visible"
+        self.progress.bar_style = "info"
+        self.progress.value = 0
+        self._started = time.perf_counter()
+        self.status.value = f"Generating {request.effective('numberResults')} image(s)…"
+
+    def _tick(self, request: ImageInferenceRequest) -> None:
+        elapsed = time.perf_counter() - self._started
+        expected = self._expected_seconds(request)
+        if expected:
+            # An estimate from this panel's earlier runs; it stops short of full until the answer arrives.
+            self.progress.value = min(elapsed / expected, 0.95)
+        self.status.value = f"Generating… {format_seconds(elapsed)}" + (
+            f" of about {format_seconds(expected)}" if expected else ""
+        )
+
+    async def _agenerate(self, session: Any, request: ImageInferenceRequest) -> Generation | None:
+        async def ticker() -> None:
+            while True:
+                self._tick(request)
+                await asyncio.sleep(0.25)
+
+        ticking = asyncio.ensure_future(ticker())
+        try:
+            generation = await session.agenerate(request=request)
+        except Exception as exc:
+            self._failed(exc)
+            return None
+        finally:
+            ticking.cancel()
+            self._end()
+        self._finished(generation)
+        return generation
+
+    def _generate_now(self, session: Any, request: ImageInferenceRequest) -> Generation | None:
+        try:
+            generation = session.generate(request=request)
+        except Exception as exc:
+            self._failed(exc)
+            return None
+        finally:
+            self._end()
+        self._finished(generation)
+        return generation
+
+    def _end(self) -> None:
+        self.running = False
+        self.generate_button.description = "Generate"
+        self.generate_button.disabled = self.request is None
+
+    def _failed(self, error: BaseException) -> None:
+        self.progress.bar_style = "danger"
+        self.progress.value = 1
+        self.status.value = f"<b>Failed</b> after {format_seconds(time.perf_counter() - self._started)}"
+        self.errors.show(error, "Generate")
+
+    def _finished(self, generation: Generation) -> None:
+        self.generations.append(generation)
+        units = _work_units(generation.request)
+        if units and generation.latency_s:
+            self._latency_per_unit = generation.latency_s / units
+        self.progress.bar_style = "success"
+        self.progress.value = 1
+        self.status.value = (
+            f"Done: {len(generation.images)} image(s) in {format_seconds(generation.latency_s)}, "
+            f"cost {format_usd(generation.cost)} · {len(self.generations)} generation(s) in this panel"
+        )
+        self.results.value = "".join(
+            html_for_generation(g, style=(i == 0)) + "<hr>"
+            for i, g in enumerate(reversed(self.generations[-_RESULTS_SHOWN:]))
+        )
+
+
+def _work_units(request: ImageInferenceRequest) -> float:
+    """Megapixels x steps x images: what a generation's time and price scale with."""
+    return request.size.megapixels * int(request.effective("steps")) * int(request.effective("numberResults"))
