@@ -1,0 +1,420 @@
+"""The local engine: Kandinsky 5 Image Lite through diffusers, on a GPU when there is one, else the CPU.
+
+Decisions (which scheduler, which pixel size, which seeds, what the result fields hold) are plain functions at the
+top; :class:`LocalBackend` is the thin shell that loads pipelines, runs them under a lock and times them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ... import spec
+from ...errors import BackendError, MissingDependencyError, UnsupportedByEngineError
+from ...types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult
+from .demo_weights import PIPELINES, build_demo_weights, default_demo_folder, is_demo_weights
+from .schedulers import ENGINE, SchedulerChoice, local_scheduler
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+__all__ = [
+    "DEFAULT_GPU_HOURLY_USD",
+    "DEMO_SCALE",
+    "LocalBackend",
+    "WeightsLocation",
+    "encode_image",
+    "image_seeds",
+    "import_local_stack",
+    "resolve_weights",
+    "scaled_size",
+]
+
+# What an hour of the GPU costs, so local runs get a cost comparable to the cloud's. About the on-demand price of one
+# H100 at the large clouds' cheaper end in 2025; pass gpu_hourly_usd= for your own hardware.
+DEFAULT_GPU_HOURLY_USD = 2.5
+# Demo weights run at an eighth of the requested size: every supported size is a multiple of 128 pixels, so the
+# eighth keeps the exact aspect ratio and stays a multiple of 16 (VAE x8 times the transformer's 2x2 patches).
+DEMO_SCALE = 1 / 8
+# Width and height must be multiples of this: the VAE downsamples by 8 and the transformer patches 2x2 latents.
+PIXEL_MULTIPLE = 16
+_PIL_FORMATS = {"JPG": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
+_MIME = {"JPG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+
+
+def import_local_stack(feature: str = "The local engine") -> tuple[Any, Any]:
+    """``(torch, diffusers)``, or MissingDependencyError naming the ``local`` extra."""
+    try:
+        import diffusers
+        import torch
+    except ImportError as exc:
+        raise MissingDependencyError(feature, "local", exc.name) from exc
+    return torch, diffusers
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Pure decisions
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WeightsLocation:
+    """Where the two pipelines come from: a local diffusers folder or a hub id each. ``demo`` for demo weights."""
+
+    t2i: str
+    i2i: str
+    demo: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.t2i
+
+
+def resolve_weights(
+    weights: str | os.PathLike[str] | None, i2i_weights: str | os.PathLike[str] | None = None
+) -> WeightsLocation:
+    """Turn the ``weights`` argument (or ``$KANDINSKY_NB_WEIGHTS``) into a :class:`WeightsLocation`.
+
+    Accepted: ``"demo"`` (demo weights in the toolkit folder), a demo-weights folder, a folder with ``t2i/`` and
+    ``i2i/`` diffusers pipelines, one diffusers pipeline folder (text to image), or a hub id. Unset means the
+    official checkpoints on the Hugging Face hub.
+    """
+    raw = weights if weights is not None else os.environ.get("KANDINSKY_NB_WEIGHTS") or None
+    if raw is None:
+        return WeightsLocation(spec.LOCAL_T2I_CHECKPOINT, str(i2i_weights or spec.LOCAL_I2I_CHECKPOINT))
+    if str(raw) == "demo":
+        raw = default_demo_folder()
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        if is_demo_weights(path) or all((path / name / "model_index.json").is_file() for name in PIPELINES):
+            return WeightsLocation(str(path / "t2i"), str(i2i_weights or path / "i2i"), demo=is_demo_weights(path))
+        return WeightsLocation(str(path), str(i2i_weights or spec.LOCAL_I2I_CHECKPOINT))
+    return WeightsLocation(str(raw), str(i2i_weights or spec.LOCAL_I2I_CHECKPOINT))
+
+
+def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """The pixel size actually rendered for a requested size at ``scale`` (multiples of 16, at least 16)."""
+
+    def one(side: int) -> int:
+        return max(PIXEL_MULTIPLE, round(side * scale / PIXEL_MULTIPLE) * PIXEL_MULTIPLE)
+
+    return one(width), one(height)
+
+
+def image_seeds(seed: int | None, count: int) -> list[int]:
+    """Seeds of the ``count`` images: ``seed, seed+1, ...``; with no seed one is drawn in the unsigned 32-bit range,
+    as Runware does. Image i of a request therefore equals a single-image request with seed+i."""
+    first = secrets.randbelow(spec.RANDOM_SEED_MAX + 1) if seed is None else seed
+    return [first + i for i in range(count)]
+
+
+def encode_image(image: PILImage.Image, output_format: str, quality: int) -> bytes:
+    """Encode a PIL image as JPG / PNG / WEBP (quality applies to the lossy two)."""
+    buffer = io.BytesIO()
+    kwargs: dict[str, Any] = {} if output_format == "PNG" else {"quality": quality}
+    image.convert("RGB").save(buffer, format=_PIL_FORMATS[output_format], **kwargs)
+    return buffer.getvalue()
+
+
+def result_payload(output_type: str, output_format: str, data: bytes) -> dict[str, Any]:
+    """The result fields for ``outputType``. A local engine has no URL to give: URL output returns the bytes only."""
+    if output_type == "base64Data":
+        return {"imageBase64Data": base64.b64encode(data).decode("ascii")}
+    if output_type == "dataURI":
+        return {"imageDataURI": f"data:{_MIME[output_format]};base64," + base64.b64encode(data).decode("ascii")}
+    return {}
+
+
+def refuse_unsupported(request: ImageInferenceRequest) -> SchedulerChoice:
+    """Every refusal the engine makes, before anything is loaded or run. Returns the scheduler choice."""
+    choice = local_scheduler(request.scheduler)
+    if request.lora:
+        raise UnsupportedByEngineError("lora", request.lora[0].model, ENGINE, "LoRA is not wired in yet", "no lora")
+    if request.acceleratorOptions is not None and request.acceleratorOptions.enabled_cache:
+        family = request.acceleratorOptions.enabled_cache
+        raise UnsupportedByEngineError(
+            f"acceleratorOptions.{family}", True, ENGINE, "caches are not wired in yet", "no acceleratorOptions"
+        )
+    if request.has_image_inputs:
+        raise UnsupportedByEngineError(
+            "seedImage" if request.seedImage is not None else "referenceImages",
+            "image",
+            ENGINE,
+            "image inputs are not wired in yet",
+            "a text-only request",
+        )
+    return choice
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The engine
+# ----------------------------------------------------------------------------------------------------------------------
+class LocalBackend:
+    """Kandinsky 5.0 Image Lite on this machine, through diffusers.
+
+    ``weights``: a diffusers folder, a hub id, ``"demo"`` or a demo-weights folder (default
+    ``$KANDINSKY_NB_WEIGHTS``, else the official checkpoints of :mod:`kandinsky_nb.spec`). ``device``: ``"cuda"``
+    when available, else ``"cpu"``. ``demo_scale``: render at this fraction of the requested size (default
+    :data:`DEMO_SCALE` for demo weights, 1 otherwise). ``gpu_hourly_usd``: the price of an hour of this machine;
+    each image costs its measured seconds at that rate.
+
+    Thread-safe: pipeline calls are serialised by a lock. Pipelines load on first use.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        weights: str | os.PathLike[str] | None = None,
+        *,
+        i2i_weights: str | os.PathLike[str] | None = None,
+        device: str | None = None,
+        demo_scale: float | None = None,
+        gpu_hourly_usd: float = DEFAULT_GPU_HOURLY_USD,
+    ) -> None:
+        self.weights = resolve_weights(weights, i2i_weights)
+        self.demo = self.weights.demo
+        self.scale = float(demo_scale if demo_scale is not None else (DEMO_SCALE if self.demo else 1.0))
+        if not 0 < self.scale <= 1:
+            raise ValueError(f"demo_scale must be in (0, 1], not {self.scale}; use e.g. {DEMO_SCALE}")
+        self.gpu_hourly_usd = float(gpu_hourly_usd)
+        self._device = device
+        self._lock = threading.Lock()
+        self._pipelines: dict[str, Any] = {}
+        self._default_scheduler_config: dict[str, Any] = {}
+        self._closed = False
+
+    @classmethod
+    def demo(cls, folder: str | os.PathLike[str] | None = None, *, scale: float = DEMO_SCALE, **kwargs: Any):
+        """The engine on demo weights (built offline on first use), at ``scale`` of the requested size."""
+        kwargs.setdefault("device", "cpu")  # the tiny model is faster on the CPU than a GPU round trip
+        return cls(build_demo_weights(folder), demo_scale=scale, **kwargs)
+
+    def __repr__(self) -> str:
+        demo = ", demo weights (images are noise)" if self.demo else ""
+        return f"LocalBackend({self.weights.label!r}, device={self.device!r}, scale={self.scale:g}{demo})"
+
+    # -- loading ---------------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            torch, _ = import_local_stack()
+            self._device = "cuda" if torch.cuda.is_available() else "cpu"
+        return self._device
+
+    def _dtype(self, torch: Any) -> Any:
+        # bf16 on GPU, given at load time: pipe.to(bfloat16) after an fp32 load breaks the time embedding.
+        return torch.bfloat16 if self.device.startswith("cuda") and not self.demo else torch.float32
+
+    def pipeline(self, kind: str = "t2i") -> Any:
+        """The loaded diffusers pipeline (``"t2i"`` or ``"i2i"``), loading it on first use. Call under the lock or
+        from a single thread."""
+        if self._closed:
+            raise BackendError("this LocalBackend is closed; create a new one")
+        if kind not in self._pipelines:
+            self._pipelines[kind] = self._load(kind)
+        return self._pipelines[kind]
+
+    def _load(self, kind: str) -> Any:
+        torch, diffusers = import_local_stack()
+        source = self.weights.t2i if kind == "t2i" else self.weights.i2i
+        pipeline_class = getattr(diffusers, PIPELINES[kind])
+        local = Path(source).is_dir()
+        try:
+            # ``dtype=`` (diffusers' current name for ``torch_dtype=``): the weights load in bf16 on a GPU while the
+            # modules the model keeps in fp32 (time embedding, modulation) stay fp32. Download bars stay visible.
+            with quiet_progress(enabled=local):
+                pipe = pipeline_class.from_pretrained(source, dtype=self._dtype(torch), local_files_only=local)
+        except Exception as exc:  # hub/network/format problems: say what to do
+            raise BackendError(
+                f"Could not load {PIPELINES[kind]} from {source!r}: {exc}. Point weights= (or KANDINSKY_NB_WEIGHTS) at "
+                "a diffusers folder, a hub id you can download, or 'demo' for the offline demo weights."
+            ) from exc
+        if kind == "i2i":
+            pipe.tokenizer = _qwen_processor(pipe.tokenizer)
+        pipe.to(self.device)
+        # The pipeline snaps any other size to its 7 native ~1 MP sizes; list the sizes this engine renders.
+        pipe.resolutions = list(dict.fromkeys(scaled_size(s.width, s.height, self.scale) for s in spec.SIZES))
+        pipe.set_progress_bar_config(disable=True)
+        self._default_scheduler_config = dict(pipe.scheduler.config)
+        return pipe
+
+    def scheduler_for(self, choice: SchedulerChoice, pipe: Any) -> Any:
+        """Build the diffusers scheduler for a choice, on top of the checkpoint's flow-matching config."""
+        _, diffusers = import_local_stack()
+        base = dict(pipe.scheduler.config) if not self._default_scheduler_config else self._default_scheduler_config
+        scheduler_class = getattr(diffusers, choice.scheduler_class)  # type: ignore[arg-type]
+        extra = dict(choice.config)
+        if extra.get("use_flow_sigmas"):
+            extra["flow_shift"] = base.get("shift", 3.0)
+        return scheduler_class.from_config(base, **extra)
+
+    # -- generation ------------------------------------------------------------------------------------------------
+    def generate(self, request: ImageInferenceRequest) -> Generation:
+        choice = refuse_unsupported(request)
+        torch, _ = import_local_stack()
+        count = request.effective("numberResults")
+        seeds = image_seeds(request.seed, count)
+        width, height = scaled_size(request.width, request.height, self.scale)
+        output_format = request.effective("outputFormat")
+        quality = request.effective("outputQuality")
+        output_type = request.effective("outputType")
+        started = time.perf_counter()
+        images: list[GeneratedImage] = []
+        with self._lock:
+            pipe = self.pipeline("t2i")
+            scheduler = self.scheduler_for(choice, pipe)
+            pipe.scheduler = scheduler
+            call = {
+                "prompt": request.positivePrompt,
+                "negative_prompt": request.negativePrompt,
+                "height": height,
+                "width": width,
+                "num_inference_steps": request.effective("steps"),
+                "guidance_scale": float(request.effective("CFGScale")),
+            }
+            seconds_per_image = []
+            for seed in seeds:
+                t0 = time.perf_counter()
+                image = run_seeded(torch, pipe, seed, self.device, call)
+                seconds_per_image.append(time.perf_counter() - t0)
+                images.append(
+                    self._image(request, image, seed, seconds_per_image[-1], output_format, quality, output_type)
+                )
+        seconds = time.perf_counter() - started
+        details = {
+            "seconds": seconds,
+            "seconds_per_image": seconds_per_image,
+            "device": self.device,
+            "dtype": str(pipe.transformer.dtype).removeprefix("torch."),
+            "pipeline": type(pipe).__name__,
+            "checkpoint": self.weights.t2i,
+            "demo": self.demo,
+            "scale": self.scale,
+            "pixel_size": [width, height],
+            "scheduler": {
+                "name": choice.name,
+                "class": type(scheduler).__name__,
+                "config": dict(scheduler.config),
+                "remapped": choice.remapped,
+                "stochastic": choice.stochastic,
+                "note": choice.note,
+            },
+            "call": call,
+            "seeds": seeds,
+            "gpu_hourly_usd": self.gpu_hourly_usd,
+        }
+        return Generation(
+            request=request,
+            images=images,
+            engine=self.name,
+            latency_s=seconds,
+            demo=self.demo,
+            response=[image.result.model_dump(exclude_none=True) for image in images],
+            details=details,
+        )
+
+    def _image(
+        self,
+        request: ImageInferenceRequest,
+        image: PILImage.Image,
+        seed: int,
+        seconds: float,
+        output_format: str,
+        quality: int,
+        output_type: str,
+    ) -> GeneratedImage:
+        data = encode_image(image, output_format, quality)
+        result = ImageInferenceResult(
+            taskUUID=request.taskUUID,
+            imageUUID=str(uuid.uuid4()),
+            seed=seed,
+            cost=seconds * self.gpu_hourly_usd / 3600,
+            **result_payload(output_type, output_format, data),
+        )
+        return GeneratedImage(result=result, data=data)
+
+    async def agenerate(self, request: ImageInferenceRequest) -> Generation:
+        return await asyncio.to_thread(self.generate, request)
+
+    async def aresume(self, request: ImageInferenceRequest) -> Generation | None:
+        # Nothing survives a restart of a local engine: there is no task to look up, so the caller may submit.
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            self._pipelines.clear()
+            self._closed = True
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+
+@contextlib.contextmanager
+def quiet_progress(enabled: bool = True) -> Iterator[None]:
+    """Hide diffusers'/transformers' progress bars (loading a few MB from disk needs none), then restore them."""
+    if not enabled:
+        yield
+        return
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    before = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if before[0]:
+            diffusers_logging.enable_progress_bar()
+        if before[1]:
+            transformers_logging.enable_progress_bar()
+
+
+def run_seeded(torch: Any, pipe: Any, seed: int, device: str, call: dict[str, Any]) -> Any:
+    """One pipeline call made reproducible: the initial noise comes from a generator seeded with ``seed``, and the
+    global RNG (which stochastic samplers draw from, because the pipeline never hands them the generator) is seeded
+    too, inside ``fork_rng`` so the caller's global random state is left as it was."""
+    devices = [torch.device(device)] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        return pipe(generator=generator, output_type="pil", **call).image[0]
+
+
+def _qwen_processor(tokenizer: Any) -> Any:
+    """The editing pipeline needs a Qwen2VLProcessor (text + image). Demo weights save a plain tokenizer, and without
+    torchvision transformers cannot build the processor normally (its video processor needs torchvision), so build it
+    around the tokenizer with the PIL image processor; video input is never used here."""
+    if hasattr(tokenizer, "image_processor"):
+        return tokenizer
+    from transformers import Qwen2VLProcessor
+
+    try:
+        from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+        return Qwen2VLProcessor(
+            image_processor=Qwen2VLImageProcessor(), tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor()
+        )
+    except Exception:  # no torchvision: fall through to the PIL-only processor
+        pass
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    processor = Qwen2VLProcessor.__new__(Qwen2VLProcessor)
+    processor.image_processor = Qwen2VLImageProcessorPil()
+    processor.tokenizer = tokenizer
+    processor.video_processor = None
+    processor.chat_template = None
+    processor.image_token, processor.video_token = "<|image_pad|>", "<|video_pad|>"
+    processor.image_token_id = tokenizer.convert_tokens_to_ids(processor.image_token)
+    processor.video_token_id = tokenizer.convert_tokens_to_ids(processor.video_token)
+    return processor
