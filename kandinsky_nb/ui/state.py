@@ -197,11 +197,23 @@ def wire_fields(state: GenerateState) -> tuple[dict[str, Any], list[FieldProblem
 def build_request(state: GenerateState) -> ImageInferenceRequest:
     """The validated request the form describes. Raises RequestValidationError naming every problem at once."""
     data, problems = wire_fields(state)
-    try:
-        request = ImageInferenceRequest.model_validate(data)
-    except RequestValidationError as exc:
-        problems = problems + exc.problems
-        request = None
+    request = None
+    # Cross-field rules only run once every field is valid on its own, so one bad field would hide the rest. Retry
+    # with the fields already known to be bad set aside, so the form shows every problem at once.
+    attempt = dict(data)
+    for _ in range(4):
+        try:
+            request = ImageInferenceRequest.model_validate(attempt)
+            break
+        except RequestValidationError as exc:
+            problems += [p for p in exc.problems if p not in problems]
+            roots = {re.split(r"[.\[/]", p.field)[0] for p in exc.problems}
+            if "positivePrompt" in roots:
+                attempt["positivePrompt"] = "a placeholder prompt"
+            for root in roots - {"positivePrompt"}:
+                attempt.pop(root, None)
+            if not roots:
+                break
     if problems:
         raise RequestValidationError(problems)
     assert request is not None
