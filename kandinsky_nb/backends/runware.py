@@ -1,0 +1,314 @@
+"""The Runware cloud engine (or any server speaking its REST protocol, such as ``kandinsky-nb serve``).
+
+``RunwareBackend`` drives :func:`kandinsky_nb.protocol.flow.conversation` (every decision, written once) with real
+HTTP: ``httpx.Client`` for ``generate``/``resume`` and ``httpx.AsyncClient`` for ``agenerate``/``aresume``. The two
+drivers below differ only by ``await``.
+
+>>> backend = RunwareBackend()  # doctest: +SKIP  (key from RUNWARE_API_KEY)
+>>> generation = backend.generate(ImageInferenceRequest(positivePrompt="a red fox in snow"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from ..errors import ConfigurationError, KandinskyNBError
+from ..protocol.flow import Action, Conversation, Failure, Fetch, FlowConfig, Outcome, Post, Reply, Sleep, conversation
+from ..protocol.policy import (
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_POLL_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    RetryPolicy,
+)
+from ..settings import ApiKey, runware_base_url
+from ..settings import api_key as find_api_key
+from ..types import Generation, ImageInferenceRequest
+
+__all__ = ["RunwareBackend"]
+
+log = logging.getLogger("kandinsky_nb.runware")
+
+_NO_KEY = (
+    "No Runware API key. Pass RunwareBackend(api_key=...) or set the RUNWARE_API_KEY environment variable "
+    "(create a key at https://my.runware.ai/keys). For a local `kandinsky-nb serve` started without --api-key, any "
+    "non-empty key works."
+)
+
+
+class RunwareBackend:
+    """Kandinsky 5.0 Image Lite on Runware's REST API.
+
+    Parameters
+    ----------
+    api_key:
+        The key, else ``$RUNWARE_API_KEY``. Sent only as ``Authorization: Bearer`` to ``base_url``, never to image
+        URLs, and never shown in reprs, logs or errors.
+    base_url:
+        A Runware-compatible server (``http://127.0.0.1:8765`` for ``kandinsky-nb serve``), else
+        ``$RUNWARE_BASE_URL``, else Runware's API. Requests go to ``{base_url}/v1``.
+    timeout:
+        Seconds per HTTP call (also the cap on one image download).
+    max_retries:
+        Retries of a call that failed transiently (connection errors, timeouts, 408/429/5xx, retryable task codes),
+        with exponential backoff and jitter, always with the same taskUUID. 0 disables retries.
+    poll_timeout:
+        Seconds an unfinished task (``deliveryMethod="async"``) is polled before :class:`PollTimeoutError`; the task
+        stays on the server and ``resume(request)`` fetches it later.
+    upload_inputs:
+        Upload local image inputs (paths, bytes) once with ``imageUpload`` and send their UUIDs (True), or send them
+        inline as data URIs (False).
+    transport, async_transport:
+        httpx transports to use instead of the network (tests, proxies).
+    """
+
+    name = "runware"
+    demo = False
+
+    def __init__(
+        self,
+        api_key: str | ApiKey | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        poll_timeout: float = DEFAULT_POLL_TIMEOUT,
+        upload_inputs: bool = True,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+        retry_policy: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        key = find_api_key(api_key)
+        if key is None:
+            raise ConfigurationError(_NO_KEY)
+        if max_retries is None or max_retries < 0:
+            raise ConfigurationError(f"max_retries={max_retries!r} is invalid: pass 0 to disable retries, or more.")
+        if timeout <= 0 or poll_timeout <= 0:
+            raise ConfigurationError("timeout and poll_timeout must be positive numbers of seconds.")
+        self._key = key
+        self.base_url = runware_base_url(base_url)
+        self.endpoint = self.base_url + "/v1"
+        policy = retry_policy or RetryPolicy()
+        if retry_policy is None or max_retries != DEFAULT_MAX_RETRIES:
+            policy = RetryPolicy(**{**policy.__dict__, "max_retries": max_retries})
+        self.config = FlowConfig(
+            timeout=timeout,
+            poll_timeout=poll_timeout,
+            policy=policy,
+            max_download_bytes=max_download_bytes,
+            engine=self.name,
+            upload_inputs=upload_inputs,
+        )
+        self._transport = transport
+        self._async_transport = async_transport
+        self._client: httpx.Client | None = None
+        self._aclient: httpx.AsyncClient | None = None
+        self._aclient_loop: asyncio.AbstractEventLoop | None = None
+        # Content hash -> imageUUID of local image inputs already uploaded through this backend.
+        self._uploaded: dict[str, str] = {}
+        self._rng = random.Random()
+
+    def __repr__(self) -> str:
+        return f"RunwareBackend(base_url={self.base_url!r}, api_key='***', timeout={self.config.timeout:g}, max_retries={self.config.policy.max_retries})"
+
+    # -- public API: sync ------------------------------------------------------------------------------------------
+    def generate(self, request: ImageInferenceRequest) -> Generation:
+        """Run one request and return its images. Raises the task's error (see :mod:`kandinsky_nb.errors`)."""
+        return _one(self._drive(self._plan([request])))
+
+    def generate_many(self, requests: Sequence[ImageInferenceRequest]) -> list[Generation | KandinskyNBError]:
+        """Run several requests as ONE batch (one POST); each slot holds its Generation or the error of that task."""
+        return _many(self._drive(self._plan(requests)))
+
+    def resume(self, request: ImageInferenceRequest) -> Generation | None:
+        """Fetch an earlier task's results by its taskUUID without submitting it again; None if the server does not
+        know the task (then it is safe to submit). Raises PollTimeoutError if it is still running."""
+        return _one_or_none(self._drive(self._plan([request], resume=True)))
+
+    def resume_many(self, requests: Sequence[ImageInferenceRequest]) -> list[Generation | KandinskyNBError | None]:
+        return self._drive(self._plan(requests, resume=True))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> RunwareBackend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- public API: async -----------------------------------------------------------------------------------------
+    async def agenerate(self, request: ImageInferenceRequest) -> Generation:
+        return _one(await self._adrive(self._plan([request])))
+
+    async def agenerate_many(self, requests: Sequence[ImageInferenceRequest]) -> list[Generation | KandinskyNBError]:
+        return _many(await self._adrive(self._plan(requests)))
+
+    async def aresume(self, request: ImageInferenceRequest) -> Generation | None:
+        return _one_or_none(await self._adrive(self._plan([request], resume=True)))
+
+    async def aresume_many(
+        self, requests: Sequence[ImageInferenceRequest]
+    ) -> list[Generation | KandinskyNBError | None]:
+        return await self._adrive(self._plan(requests, resume=True))
+
+    async def aclose(self) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+        self.close()
+
+    async def __aenter__(self) -> RunwareBackend:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- the conversation and its two drivers ----------------------------------------------------------------------
+    def _plan(self, requests: Sequence[ImageInferenceRequest], *, resume: bool = False) -> Conversation:
+        for request in requests:
+            if not isinstance(request, ImageInferenceRequest):
+                raise TypeError(f"expected an ImageInferenceRequest, got {type(request).__name__}")
+        return conversation(
+            list(requests), config=self.config, upload_cache=self._uploaded, resume=resume, rng=self._rng
+        )
+
+    def _drive(self, flow: Conversation) -> list[Any]:
+        try:
+            action = next(flow)
+            while True:
+                action = flow.send(self._perform(action))
+        except StopIteration as finished:
+            return finished.value
+
+    async def _adrive(self, flow: Conversation) -> list[Any]:
+        try:
+            action = next(flow)
+            while True:
+                action = flow.send(await self._aperform(action))
+        except StopIteration as finished:
+            return finished.value
+
+    def _perform(self, action: Action) -> Outcome:
+        _log_action(action)
+        if isinstance(action, Sleep):
+            time.sleep(action.seconds)
+            return None
+        client = self._sync_client()
+        try:
+            if isinstance(action, Post):
+                response = client.post(self.endpoint, json=action.tasks, headers=self._auth(), timeout=action.timeout)
+                return self._reply(response.status_code, response.content, response.headers)
+            with client.stream("GET", action.url, timeout=action.timeout, follow_redirects=True) as response:
+                body, too_large = bytearray(), False
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if too_large := len(body) > action.max_bytes:
+                        break
+                return _fetched(response, bytes(body), too_large)
+        except httpx.TimeoutException as exc:
+            return Failure(_reason(exc), timed_out=True)
+        except httpx.TransportError as exc:
+            return Failure(_reason(exc))
+
+    async def _aperform(self, action: Action) -> Outcome:
+        _log_action(action)
+        if isinstance(action, Sleep):
+            await asyncio.sleep(action.seconds)
+            return None
+        client = self._async_client()
+        try:
+            if isinstance(action, Post):
+                response = await client.post(
+                    self.endpoint, json=action.tasks, headers=self._auth(), timeout=action.timeout
+                )
+                return self._reply(response.status_code, response.content, response.headers)
+            async with client.stream("GET", action.url, timeout=action.timeout, follow_redirects=True) as response:
+                body, too_large = bytearray(), False
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if too_large := len(body) > action.max_bytes:
+                        break
+                return _fetched(response, bytes(body), too_large)
+        except httpx.TimeoutException as exc:
+            return Failure(_reason(exc), timed_out=True)
+        except httpx.TransportError as exc:
+            return Failure(_reason(exc))
+
+    # -- plumbing --------------------------------------------------------------------------------------------------
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key.reveal()}"}
+
+    def _reply(self, status: int, content: bytes, headers: httpx.Headers) -> Reply:
+        # A server may echo what it received; the key must not travel on into errors or the run log.
+        secret = self._key.reveal().encode()
+        return Reply(status, content.replace(secret, b"***"), headers.get("content-type", ""))
+
+    def _headers(self) -> dict[str, str]:
+        from .. import __version__  # imported late: the package may import this module while it initialises
+
+        return {"User-Agent": f"kandinsky-nb/{__version__}", "Accept": "application/json"}
+
+    def _sync_client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(transport=self._transport, timeout=self.config.timeout, headers=self._headers())
+        return self._client
+
+    def _async_client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aclient_loop is not loop:
+            # An AsyncClient's pooled connections belong to the loop that opened them (Jupyter keeps one loop;
+            # asyncio.run() makes a new one each time).
+            self._aclient = httpx.AsyncClient(
+                transport=self._async_transport, timeout=self.config.timeout, headers=self._headers()
+            )
+            self._aclient_loop = loop
+        return self._aclient
+
+
+def _fetched(response: httpx.Response, body: bytes, too_large: bool) -> Reply:
+    return Reply(response.status_code, body, response.headers.get("content-type", ""), too_large=too_large)
+
+
+def _reason(exc: httpx.HTTPError) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def _log_action(action: Action) -> None:
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    if isinstance(action, Post):
+        uuids = ", ".join(str(task.get("taskUUID")) for task in action.tasks)
+        log.debug("POST %s of %d task(s): %s", action.purpose, len(action.tasks), uuids)
+    elif isinstance(action, Fetch):
+        log.debug("GET image %s", action.url)
+    else:
+        log.debug("waiting %.2fs before the next call", action.seconds)
+
+
+def _one(outcomes: list[Any]) -> Generation:
+    outcome = _one_or_none(outcomes)
+    assert outcome is not None
+    return outcome
+
+
+def _one_or_none(outcomes: list[Any]) -> Generation | None:
+    (outcome,) = outcomes
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _many(outcomes: list[Any]) -> list[Generation | KandinskyNBError]:
+    return outcomes

@@ -1,0 +1,157 @@
+"""Retry, backoff and polling decisions, as plain functions of their inputs.
+
+Why retries are safe here: every Runware call is a POST, and a POST is only safe to repeat when the server can tell a
+repeat from a new task. Each task carries a ``taskUUID`` chosen once by the client and reused on every retry; a
+server that already has the task answers ``conflictTaskUUID``, and the client then polls ``getResponse`` for it
+instead of failing. So a retry never pays for a second generation.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+__all__ = [
+    "CONFLICT_CODE",
+    "DEFAULT_MAX_DOWNLOAD_BYTES",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_POLL_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "RETRYABLE_STATUS",
+    "RetryPolicy",
+    "code_category",
+    "is_not_found_code",
+    "is_retryable_code",
+    "is_retryable_status",
+]
+
+DEFAULT_TIMEOUT = 120.0  # seconds per HTTP call; a sync Kandinsky generation on the cloud takes a few seconds
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_POLL_TIMEOUT = 600.0  # seconds an async task is polled before PollTimeoutError (the task stays resumable)
+DEFAULT_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # a 1408x640 PNG is ~2 MB; anything near this is not an image
+
+CONFLICT_CODE = "conflictTaskUUID"
+
+# Request timeout, queue full, and every server-side failure are transient (the cloud's rate-limit page says so).
+RETRYABLE_STATUS = frozenset({408, 429})
+
+
+def is_retryable_status(status: int) -> bool:
+    return status in RETRYABLE_STATUS or 500 <= status <= 599
+
+
+# Raw error codes by category. Exact names first, then the naming patterns Runware's own SDKs use.
+_EXACT: dict[str, str] = {
+    "invalidApiKey": "auth",
+    "missingApiKey": "auth",
+    "unauthorized": "auth",
+    "authenticationFailed": "auth",
+    "authTimeout": "auth",
+    "tokenExpired": "auth",
+    "accountSuspended": "auth",
+    "forbidden": "permission",
+    "permissionDenied": "permission",
+    "insufficientPermissions": "permission",
+    "paymentRequired": "quota",
+    "rateLimitExceeded": "rateLimit",
+    "inferenceRateLimitExceeded": "rateLimit",
+    "providerRateLimitExceeded": "rateLimit",
+    "inferenceRateLimitRequestTooLarge": "validation",
+    "contentPolicyViolation": "safety",
+    "providerContentPolicyViolation": "safety",
+    "sensitiveContentDetected": "safety",
+    "nsfwContentDetected": "safety",
+    "unsafeContentDetected": "safety",
+    "promptBlocked": "safety",
+    "imageBlocked": "safety",
+    "moderationFailed": "safety",
+    "inferenceError": "provider",
+    "processingFailed": "provider",
+    "taskFailed": "provider",
+    "downloadFailed": "provider",
+    "uploadFailed": "provider",
+    "noAvailableServer": "provider",
+    "modelUnavailable": "provider",
+    "modelNotReady": "provider",
+    "modelDisabled": "notFound",
+    "modelNotFound": "notFound",
+    "taskNotFound": "notFound",
+    "mediaNotFound": "notFound",
+    "taskExpired": "notFound",
+    "mediaExpired": "notFound",
+    "taskCancelled": "notFound",
+    "taskFailedOrNotFound": "notFound",
+    "unknownModel": "notFound",
+    "internalServerError": "serverError",
+    "serviceUnavailable": "serverError",
+    "serverUnavailable": "serverError",
+    "standardError": "serverError",
+    "unknownError": "serverError",
+}
+_PREFIXES = (
+    ("invalid", "validation"),
+    ("missing", "validation"),
+    ("conflict", "validation"),
+    ("duplicate", "validation"),
+    ("unsupported", "validation"),
+    ("unknown", "validation"),
+    ("incompatible", "validation"),
+    ("value", "validation"),
+    ("array", "validation"),
+    ("max", "validation"),
+    ("provider", "provider"),
+)
+_RETRYABLE_CATEGORIES = frozenset({"provider", "timeout", "rateLimit", "serverError"})
+
+
+def code_category(code: str | None) -> str:
+    """``validation``, ``auth``, ``permission``, ``quota``, ``rateLimit``, ``safety``, ``provider``, ``timeout``,
+    ``notFound``, ``serverError`` or ``unknown``."""
+    if not code:
+        return "unknown"
+    if code in _EXACT:
+        return _EXACT[code]
+    if any(word in code for word in ("Credits", "Quota", "Balance")):
+        return "quota"
+    if "Timeout" in code or code == "timeout":
+        return "timeout"
+    for prefix, category in _PREFIXES:
+        if code.startswith(prefix):
+            return category
+    return "unknown"
+
+
+def is_retryable_code(code: str | None) -> bool:
+    """Whether a task error is transient, so the same task (same taskUUID) may be sent again."""
+    return code_category(code) in _RETRYABLE_CATEGORIES
+
+
+def is_not_found_code(code: str | None) -> bool:
+    """Whether ``getResponse`` says the server has no (or no longer any) record of the task."""
+    return code in {"taskNotFound", "taskFailedOrNotFound", "taskExpired"}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to wait. ``backoff(n)`` is the wait before retry ``n`` (1-based): exponential from
+    ``initial_delay``, capped at ``max_delay``, with "full jitter" on the upper half so many clients that failed
+    together do not retry together. ``poll_delay(n)`` is the wait before poll ``n`` of an async task."""
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+    poll_initial: float = 0.5
+    poll_factor: float = 1.5
+    poll_max: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError("max_retries must be 0 (no retries) or more")
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        ceiling = min(self.initial_delay * 2 ** max(attempt - 1, 0), self.max_delay)
+        jitter = (rng or random).uniform(0.5, 1.0)
+        return ceiling * jitter
+
+    def poll_delay(self, poll_number: int) -> float:
+        return min(self.poll_initial * self.poll_factor ** max(poll_number - 1, 0), self.poll_max)
