@@ -1,0 +1,155 @@
+"""Axis values for sweeps: explicit lists, or AUTOMATIC1111-style range strings, expanded without float drift.
+
+| text               | values                      |
+| ------------------ | --------------------------- |
+| ``"1-5"``          | 1, 2, 3, 4, 5 (inclusive)   |
+| ``"10-50 (+10)"``  | 10, 20, 30, 40, 50          |
+| ``"10-1 (-3)"``    | 10, 7, 4, 1                 |
+| ``"2-8 [4]"``      | 4 evenly spaced: 2, 4, 6, 8 |
+| ``"7.5-8.5 (+0.25)"`` | 7.5, 7.75, 8.0, 8.25, 8.5 |
+| ``"3,5,7"``        | CSV; each item may itself be a range (``"10-20 (+5), 40"``) |
+
+A1111 expands float ranges with ``numpy.arange`` and so gives ``1.9000000000000001`` and a value past the end; here
+every value is computed in :class:`~decimal.Decimal` and converted to ``float`` once, so ``"1-2 (+0.3)"`` is exactly
+1.0, 1.3, 1.6, 1.9 and a range never passes its end. Integer axes refuse fractional values instead of truncating them;
+``[n]`` counts on integer axes round to the nearest integer and drop repeats.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Literal
+
+from ..errors import SweepError
+
+__all__ = ["AxisKind", "parse_axis_values", "parse_range"]
+
+AxisKind = Literal["int", "float", "text", "choice", "bool"]
+
+_NUMBER = r"[+-]?\d+(?:\.\d+)?"
+_RANGE = re.compile(
+    rf"^\s*(?P<start>{_NUMBER})\s*-\s*(?P<end>{_NUMBER})\s*"
+    rf"(?:\(\s*(?P<step>[+-]\s*\d+(?:\.\d+)?)\s*\)|\[\s*(?P<count>\d+)\s*\])?\s*$"
+)
+# A range would expand to more values than any sweep should have; this stops "1-1000000" typos early.
+MAX_VALUES_PER_AXIS = 10_000
+
+
+def _decimal(text: str, axis: str) -> Decimal:
+    try:
+        return Decimal(text.replace(" ", ""))
+    except InvalidOperation:
+        raise SweepError(
+            f"axis {axis!r}: {text!r} is not a number; give numbers or a range like '10-50 (+10)'"
+        ) from None
+
+
+def parse_range(text: str, axis: str = "value") -> list[Decimal] | None:
+    """Expand one range string into exact decimals, or None when ``text`` is not a range."""
+    match = _RANGE.match(text)
+    if match is None:
+        return None
+    start, end = _decimal(match["start"], axis), _decimal(match["end"], axis)
+    if match["count"] is not None:
+        count = int(match["count"])
+        if count < 1:
+            raise SweepError(f"axis {axis!r}: {text!r} asks for {count} values; the count in [n] must be at least 1")
+        if count == 1:
+            return [start]
+        gap = (end - start) / (count - 1)
+        return [start + gap * i for i in range(count - 1)] + [end]
+    step = _decimal(match["step"], axis) if match["step"] is not None else Decimal(1 if end >= start else -1)
+    if step == 0:
+        raise SweepError(f"axis {axis!r}: {text!r} has a step of 0; use a non-zero step such as (+1)")
+    if (end - start) * step < 0:
+        raise SweepError(
+            f"axis {axis!r}: {text!r} steps away from its end; use ({'+' if end > start else '-'}{abs(step)}) instead"
+        )
+    count = int((end - start) / step) + 1
+    if count > MAX_VALUES_PER_AXIS:
+        raise SweepError(f"axis {axis!r}: {text!r} expands to {count} values; use a larger step or fewer values")
+    return [start + step * i for i in range(count)]
+
+
+def _split_csv(text: str) -> list[str]:
+    rows = list(csv.reader([text], skipinitialspace=True))
+    return [item.strip() for item in rows[0] if item.strip()] if rows else []
+
+
+def _as_int(value: Decimal, axis: str, original: Any, *, rounding: bool) -> int:
+    if value == value.to_integral_value():
+        return int(value)
+    if rounding:
+        return int(value.to_integral_value(rounding=ROUND_HALF_UP))
+    raise SweepError(f"axis {axis!r} takes whole numbers, but {original!r} gives {value}; use integers")
+
+
+def _numbers(item: Any, kind: AxisKind, axis: str) -> list[int | float]:
+    if isinstance(item, bool):
+        raise SweepError(f"axis {axis!r} takes numbers, not {item!r}")
+    if isinstance(item, int):
+        return [item if kind == "int" else float(item)]
+    if isinstance(item, float):
+        if kind == "int":
+            if not item.is_integer():
+                raise SweepError(f"axis {axis!r} takes whole numbers, not {item!r}; use integers")
+            return [int(item)]
+        return [item]
+    if isinstance(item, Decimal):
+        return [_as_int(item, axis, item, rounding=False) if kind == "int" else float(item)]
+    if not isinstance(item, str):
+        raise SweepError(f"axis {axis!r} takes numbers or range strings, not {type(item).__name__} {item!r}")
+    out: list[int | float] = []
+    for piece in _split_csv(item):
+        expanded = parse_range(piece, axis)
+        counted = expanded is not None and "[" in piece
+        decimals = expanded if expanded is not None else [_decimal(piece, axis)]
+        for value in decimals:
+            out.append(_as_int(value, axis, piece, rounding=counted) if kind == "int" else float(value))
+    return out
+
+
+def _bool(item: Any, axis: str) -> list[bool]:
+    if isinstance(item, bool):
+        return [item]
+    if isinstance(item, str):
+        out = []
+        for piece in _split_csv(item):
+            lowered = piece.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise SweepError(f"axis {axis!r} takes true/false, not {piece!r}")
+            out.append(lowered in ("true", "1", "yes", "on"))
+        return out
+    raise SweepError(f"axis {axis!r} takes true/false, not {item!r}")
+
+
+def parse_axis_values(axis: str, values: Any, kind: AxisKind) -> list[Any]:
+    """Expand an axis' values: a list (items may be range strings on numeric axes) or one string.
+
+    ``text`` axes (prompts) take each string whole, commas included; ``choice`` axes (scheduler, size) split a
+    string on commas (quote an item to keep a comma in it). Repeated values are dropped, keeping the first.
+    """
+    items: Iterable[Any]
+    items = [values] if isinstance(values, str | bytes) or not isinstance(values, Iterable) else list(values)
+    out: list[Any] = []
+    for item in items:
+        if kind in ("int", "float"):
+            out.extend(_numbers(item, kind, axis))
+        elif kind == "bool":
+            out.extend(_bool(item, axis))
+        elif kind == "choice":
+            out.extend(_split_csv(item) if isinstance(item, str) else [item])
+        else:
+            out.append(item)
+    unique: list[Any] = []
+    for value in out:
+        if value not in unique:
+            unique.append(value)
+    if not unique:
+        raise SweepError(f"axis {axis!r} has no values; give at least one")
+    if len(unique) > MAX_VALUES_PER_AXIS:
+        raise SweepError(f"axis {axis!r} has {len(unique)} values; split the sweep")
+    return unique

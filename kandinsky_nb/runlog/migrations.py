@@ -1,0 +1,111 @@
+"""The run log's schema history: named, ordered migrations, applied once each (the ``simonw/llm`` way).
+
+A migration's function name is its identity, recorded in ``_migrations`` when it runs. Never edit or reorder a
+migration that has shipped; append a new one. Each runs in its own transaction, so a crash leaves the schema either
+before or after it, never half way.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+__all__ = ["MIGRATIONS", "migrate"]
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+migration = MIGRATIONS.append
+
+
+@migration
+def m001_runs(db: sqlite3.Connection) -> None:
+    # One row per generated image (result_index 0..numberResults-1) and one per failed or unanswered request.
+    # Parameters are promoted to columns for queries; request_json/response_json keep the exact wire objects.
+    db.execute(
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_utc TEXT NOT NULL,
+            finished_utc TEXT,
+            status TEXT NOT NULL,
+            engine TEXT NOT NULL,
+            demo INTEGER NOT NULL DEFAULT 0,
+            model TEXT NOT NULL,
+            task_uuid TEXT NOT NULL,
+            result_index INTEGER NOT NULL DEFAULT 0,
+            number_results INTEGER NOT NULL DEFAULT 1,
+            prompt TEXT,
+            negative_prompt TEXT,
+            width INTEGER,
+            height INTEGER,
+            steps INTEGER,
+            CFGScale REAL,
+            scheduler TEXT,
+            seed INTEGER,
+            accelerator_options TEXT,
+            lora TEXT,
+            error_type TEXT,
+            error_code TEXT,
+            error_message TEXT,
+            latency_s REAL,
+            cost_usd REAL,
+            image_path TEXT,
+            image_sha256 TEXT,
+            image_uuid TEXT,
+            image_format TEXT,
+            sweep_id TEXT,
+            sweep_cell TEXT,
+            request_json TEXT NOT NULL,
+            response_json TEXT,
+            details_json TEXT,
+            toolkit_version TEXT,
+            UNIQUE (task_uuid, result_index)
+        )
+        """
+    )
+    db.execute("CREATE INDEX runs_sweep ON runs (sweep_id, sweep_cell)")
+    db.execute("CREATE INDEX runs_created ON runs (created_utc)")
+
+
+@migration
+def m002_sweeps(db: sqlite3.Connection) -> None:
+    # A sweep's definition, so a re-run by name can check it is the same sweep before skipping finished cells.
+    db.execute(
+        """
+        CREATE TABLE sweeps (
+            name TEXT PRIMARY KEY,
+            created_utc TEXT NOT NULL,
+            definition_json TEXT NOT NULL
+        )
+        """
+    )
+
+
+@migration
+def m003_gpu_seconds(db: sqlite3.Connection) -> None:
+    # Local runs report measured GPU seconds; kept as a column so local and cloud cost compare in one query.
+    db.execute("ALTER TABLE runs ADD COLUMN gpu_seconds REAL")
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply every migration not yet applied, in order; returns the names applied now."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)")
+    applied_now: list[str] = []
+    for function in MIGRATIONS:
+        name = function.__name__
+        # BEGIN IMMEDIATE takes the write lock first, so two processes opening a new log cannot both migrate.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            done = db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone()
+            if not done:
+                function(db)
+                db.execute(
+                    "INSERT INTO _migrations (name, applied_utc) VALUES (?, ?)", (name, datetime.now(UTC).isoformat())
+                )
+                applied_now.append(name)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return applied_now

@@ -1,0 +1,465 @@
+"""The run log: one SQLite database (WAL) plus content-addressed image files, in a folder the user controls.
+
+Layout of the folder (``Session(home=...)``, else ``$KANDINSKY_NB_HOME``, else ``~/.kandinsky_nb``)::
+
+    runs.db            every run: one row per generated image, one per failed or unanswered request
+    images/ab/<sha256>.<ext>   each image once, with its request parameters embedded in the file
+
+Rows move through ``submitted`` (written BEFORE the request is sent, with its taskUUID and exact request JSON, so a
+crash leaves a record that can be resumed) to ``ok``, ``failed`` or ``cancelled``. Several processes may write one
+log: every write is one short ``BEGIN IMMEDIATE`` transaction and waits up to ``busy_timeout`` for the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import settings, spec
+from ..errors import RunLogError
+from ..types import Generation, ImageInferenceRequest
+from .files import embed_params, write_image_once
+from .migrations import migrate
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DB_NAME", "STATUSES", "RunLog", "error_fields", "request_row_fields"]
+
+DB_NAME = "runs.db"
+STATUSES = ("submitted", "ok", "failed", "cancelled")
+# Statuses of a request that may have reached the engine without its answer reaching the log: resume them by taskUUID.
+UNANSWERED = ("submitted", "cancelled")
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _toolkit_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def request_row_fields(request: ImageInferenceRequest) -> dict[str, Any]:
+    """The promoted columns of a request: effective values, so a model default reads as the number it stands for."""
+    wire = request.to_wire()
+    return {
+        "model": request.model,
+        "task_uuid": request.taskUUID,
+        "number_results": request.effective("numberResults"),
+        "prompt": request.positivePrompt,
+        "negative_prompt": request.negativePrompt,
+        "width": request.width,
+        "height": request.height,
+        "steps": request.effective("steps"),
+        "CFGScale": request.effective("CFGScale"),
+        "scheduler": request.scheduler,
+        "seed": request.seed,
+        "accelerator_options": _json(wire.get("acceleratorOptions")),
+        "lora": _json(wire.get("lora")),
+        "request_json": _json(wire),
+    }
+
+
+def error_fields(error: BaseException) -> dict[str, Any]:
+    """Error columns: the class name, the engine's code (or HTTP status), and the message (never holds the key)."""
+    code = getattr(error, "code", None)
+    if code is None and getattr(error, "status_code", None) is not None:
+        code = str(error.status_code)  # type: ignore[attr-defined]
+    return {"error_type": type(error).__name__, "error_code": code, "error_message": str(error)}
+
+
+_UPSERT_COLUMNS = (
+    "created_utc",
+    "finished_utc",
+    "status",
+    "engine",
+    "demo",
+    "model",
+    "task_uuid",
+    "result_index",
+    "number_results",
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "steps",
+    "CFGScale",
+    "scheduler",
+    "seed",
+    "accelerator_options",
+    "lora",
+    "error_type",
+    "error_code",
+    "error_message",
+    "latency_s",
+    "cost_usd",
+    "gpu_seconds",
+    "image_path",
+    "image_sha256",
+    "image_uuid",
+    "image_format",
+    "sweep_id",
+    "sweep_cell",
+    "request_json",
+    "response_json",
+    "details_json",
+    "toolkit_version",
+)
+_INSERT_SQL = f"INSERT INTO runs ({', '.join(_UPSERT_COLUMNS)}) VALUES ({', '.join('?' for _ in _UPSERT_COLUMNS)})"
+# A second write of the same (task_uuid, result_index) updates that row in place (it keeps its id and created time).
+_UPDATABLE = [c for c in _UPSERT_COLUMNS if c not in ("created_utc", "task_uuid", "result_index")]
+_UPDATE_SQL = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _UPDATABLE)} WHERE task_uuid = ? AND result_index = ?"
+_UPSERT_SQL = "upsert"  # marker understood by RunLog._write
+
+
+class RunLog:
+    """The durable record of every run. ``RunLog(home)`` opens (and creates or migrates) ``home/runs.db``."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.home = settings.home_dir(home)
+        self.path = self.home / DB_NAME
+        self.images_dir = self.home / "images"
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            self._db.row_factory = sqlite3.Row
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            # WAL + NORMAL: a committed row survives a killed process; only an OS crash may lose the last commits.
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            migrate(self._db)
+        except sqlite3.Error as exc:
+            raise RunLogError(
+                f"cannot open the run log at {self.path}: {exc}. Check the folder is writable and on a local disk "
+                "(SQLite WAL does not work on network file systems), or pass another home folder."
+            ) from exc
+
+    # -- plumbing ---------------------------------------------------------------------------------------------
+    def _write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run statements in one short write transaction; returns each statement's lastrowid."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    ids = [self._execute(sql, params) for sql, params in statements]
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise RunLogError(
+                    f"cannot write to the run log at {self.path}: {exc}. Another process may hold it longer than "
+                    f"{BUSY_TIMEOUT_MS / 1000:.0f} s, or the disk is full; retry, or free space."
+                ) from exc
+        return ids
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> int:
+        if sql != _UPSERT_SQL:
+            return self._db.execute(sql, params).lastrowid or 0
+        row = dict(zip(_UPSERT_COLUMNS, params, strict=True))
+        key = (row["task_uuid"], row["result_index"])
+        updated = self._db.execute(_UPDATE_SQL, [row[c] for c in _UPDATABLE] + list(key))
+        if updated.rowcount:
+            return self._db.execute("SELECT id FROM runs WHERE task_uuid = ? AND result_index = ?", key).fetchone()[0]
+        return self._db.execute(_INSERT_SQL, params).lastrowid or 0
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            try:
+                return [dict(row) for row in self._db.execute(sql, params).fetchall()]
+            except sqlite3.Error as exc:
+                raise RunLogError(f"cannot read the run log at {self.path}: {exc}; check the file is intact.") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunLog({str(self.home)!r}, rows={len(self)})"
+
+    def __len__(self) -> int:
+        return self._query("SELECT COUNT(*) AS n FROM runs")[0]["n"]
+
+    # -- writing ----------------------------------------------------------------------------------------------
+    def _row(self, request: ImageInferenceRequest, **values: Any) -> tuple[Any, ...]:
+        row = {c: None for c in _UPSERT_COLUMNS}
+        row.update(request_row_fields(request))
+        row.update(created_utc=_now(), result_index=0, toolkit_version=_toolkit_version())
+        row.update(values)
+        row["demo"] = int(bool(row["demo"]))
+        return tuple(row[c] for c in _UPSERT_COLUMNS)
+
+    def record_submitted(
+        self,
+        request: ImageInferenceRequest,
+        *,
+        engine: str,
+        demo: bool,
+        sweep_id: str | None = None,
+        sweep_cell: str | None = None,
+    ) -> int:
+        """Write the ``submitted`` row for a request about to be sent; call BEFORE sending it."""
+        values = self._row(
+            request, status="submitted", engine=engine, demo=demo, sweep_id=sweep_id, sweep_cell=sweep_cell
+        )
+        return self._write([(_UPSERT_SQL, values)])[0]
+
+    def record_generation(
+        self, generation: Generation, *, sweep_id: str | None = None, sweep_cell: str | None = None
+    ) -> list[int]:
+        """Store each image once (content-addressed, parameters embedded) and mark the request's rows ``ok``."""
+        request = generation.request
+        if not generation.images:
+            error = RunLogError("the engine answered without images")
+            return [
+                self.record_failure(
+                    request,
+                    error,
+                    engine=generation.engine,
+                    demo=generation.demo,
+                    latency_s=generation.latency_s,
+                    sweep_id=sweep_id,
+                    sweep_cell=sweep_cell,
+                )
+            ]
+        wire = request.to_wire()
+        finished = _now()
+        statements = []
+        gpu_seconds = generation.details.get("gpu_seconds")
+        for index, image in enumerate(generation.images):
+            seed = image.seed if image.seed is not None else request.seed
+            params = {
+                **_short_images(wire),
+                "seed": seed,
+                "engine": generation.engine,
+                "demo": generation.demo,
+                "resultIndex": index,
+                "toolkitVersion": _toolkit_version(),
+            }
+            if generation.demo:
+                params["note"] = "demo weights: this image is noise"
+            path, digest = write_image_once(self.images_dir, embed_params(image.data, params))
+            response = generation.response[index] if index < len(generation.response) else image.result.model_dump()
+            values = self._row(
+                request,
+                status="ok",
+                finished_utc=finished,
+                engine=generation.engine,
+                demo=generation.demo,
+                result_index=index,
+                seed=seed,
+                latency_s=generation.latency_s,
+                cost_usd=image.cost,
+                gpu_seconds=gpu_seconds / len(generation.images) if isinstance(gpu_seconds, int | float) else None,
+                image_path=str(path.relative_to(self.home)),
+                image_sha256=digest,
+                image_uuid=image.image_uuid,
+                image_format=path.suffix.lstrip("."),
+                sweep_id=sweep_id,
+                sweep_cell=sweep_cell,
+                response_json=_json(response),
+                details_json=_json(generation.details) if generation.details else None,
+            )
+            statements.append((_UPSERT_SQL, values))
+        return self._write(statements)
+
+    def record_failure(
+        self,
+        request: ImageInferenceRequest,
+        error: BaseException,
+        *,
+        engine: str,
+        demo: bool,
+        latency_s: float | None = None,
+        sweep_id: str | None = None,
+        sweep_cell: str | None = None,
+    ) -> int:
+        """Mark a request ``failed`` with its error type, code and message (and the wire error, when there is one)."""
+        wire_error = getattr(error, "error", None) or getattr(error, "body", None)
+        values = self._row(
+            request,
+            status="failed",
+            finished_utc=_now(),
+            engine=engine,
+            demo=demo,
+            latency_s=latency_s,
+            sweep_id=sweep_id,
+            sweep_cell=sweep_cell,
+            response_json=_json(_plain(wire_error)),
+            **error_fields(error),
+        )
+        return self._write([(_UPSERT_SQL, values)])[0]
+
+    def record_cancelled(self, task_uuid: str) -> None:
+        """Mark a request whose answer never arrived because the caller cancelled; a resume looks it up first."""
+        self._write(
+            [
+                (
+                    "UPDATE runs SET status = 'cancelled', finished_utc = ? WHERE task_uuid = ? AND status = 'submitted'",
+                    (_now(), task_uuid),
+                )
+            ]
+        )
+
+    def register_sweep(self, name: str, definition: dict[str, Any]) -> dict[str, Any] | None:
+        """Record a sweep's definition under its name; returns the definition stored earlier, if there was one."""
+        text = _json(definition)
+        with self._lock:
+            earlier = self._query("SELECT definition_json FROM sweeps WHERE name = ?", (name,))
+            if earlier:
+                return json.loads(earlier[0]["definition_json"])
+            self._write(
+                [
+                    (
+                        "INSERT OR IGNORE INTO sweeps (name, created_utc, definition_json) VALUES (?, ?, ?)",
+                        (name, _now(), text),
+                    )
+                ]
+            )
+        return None
+
+    def sweep_definition(self, name: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT definition_json FROM sweeps WHERE name = ?", (name,))
+        return json.loads(rows[0]["definition_json"]) if rows else None
+
+    # -- reading ----------------------------------------------------------------------------------------------
+    def rows(self, where: str = "", params: Sequence[Any] = (), *, limit: int | None = None) -> list[dict[str, Any]]:
+        """Rows as dicts, oldest first; ``where`` is an SQL condition with ``?`` placeholders."""
+        sql = "SELECT * FROM runs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self._query(sql, params)
+
+    def get(self, key: int | str) -> list[dict[str, Any]]:
+        """The rows of one run: by row id, or every image row of a taskUUID."""
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            return self.rows("id = ?", (int(key),))
+        return self.rows("task_uuid = ?", (key,))
+
+    def sweep_rows(self, sweep_id: str) -> list[dict[str, Any]]:
+        return self.rows("sweep_id = ?", (sweep_id,))
+
+    def image_path(self, row: dict[str, Any]) -> Path | None:
+        """The absolute path of a row's image file (rows store it relative to the home folder)."""
+        relative = row.get("image_path")
+        if not relative:
+            return None
+        path = Path(relative)
+        return path if path.is_absolute() else self.home / path
+
+    def iter_rows(self, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        last = 0
+        while True:
+            chunk = self._query("SELECT * FROM runs WHERE id > ? ORDER BY id LIMIT ?", (last, batch))
+            if not chunk:
+                return
+            yield from chunk
+            last = chunk[-1]["id"]
+
+    def dataframe(self, where: str = "", params: Sequence[Any] = ()) -> pd.DataFrame:
+        """The log as a pandas DataFrame: typed times, ``demo`` as bool, absolute ``image_path``, plus ``size``
+        (``"1280x768"``) and ``megapixels`` columns for analysis."""
+        import pandas as pd
+
+        sql = "SELECT * FROM runs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
+        with self._lock:
+            try:
+                frame = pd.read_sql_query(sql, self._db, params=list(params))
+            except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+                raise RunLogError(f"cannot read the run log at {self.path}: {exc}; check the file is intact.") from exc
+        return _typed(frame, self.home)
+
+    @property
+    def df(self) -> pd.DataFrame:
+        """Every run, as a pandas DataFrame (one row per image or failed request)."""
+        return self.dataframe()
+
+    def to_parquet(self, path: str | os.PathLike[str], frame: pd.DataFrame | None = None) -> Path:
+        """Write the log (or ``frame``, any subset of it) to Parquet; needs the ``parquet`` extra (pyarrow)."""
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as exc:
+            from ..errors import MissingDependencyError
+
+            raise MissingDependencyError("Parquet export", "parquet", "pyarrow") from exc
+        frame = self.df if frame is None else frame
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(out, index=False)
+        return out
+
+    def to_csv(self, path: str | os.PathLike[str], frame: pd.DataFrame | None = None) -> Path:
+        """Write the log (or ``frame``) to CSV."""
+        frame = self.df if frame is None else frame
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, index=False)
+        return out
+
+    def export(
+        self, path: str | os.PathLike[str], format: str | None = None, frame: pd.DataFrame | None = None
+    ) -> Path:
+        """Export by format name (``parquet`` or ``csv``), or by the file's extension."""
+        kind = (format or Path(path).suffix.lstrip(".")).lower()
+        if kind in ("parquet", "pq"):
+            return self.to_parquet(path, frame)
+        if kind == "csv":
+            return self.to_csv(path, frame)
+        raise RunLogError(f"cannot export to {kind!r}; use format='parquet' or format='csv'")
+
+
+def _short_images(wire: dict[str, Any]) -> dict[str, Any]:
+    """The wire request with inline image data shortened, so embedded metadata stays small."""
+    out = dict(wire)
+    for key in ImageInferenceRequest.IMAGE_INPUT_FIELDS:
+        value = out.get(key)
+        if isinstance(value, str) and len(value) > 256:
+            out[key] = value[:48] + f"...<{len(value)} chars>"
+        elif isinstance(value, list):
+            out[key] = [v[:48] + f"...<{len(v)} chars>" if isinstance(v, str) and len(v) > 256 else v for v in value]
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool | list | dict):
+        return value
+    dump = getattr(value, "model_dump", None)
+    return dump() if callable(dump) else str(value)
+
+
+def _typed(frame: pd.DataFrame, home: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    for column in ("created_utc", "finished_utc"):
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    frame["demo"] = frame["demo"].astype(bool)
+    frame["image_path"] = [str(home / p) if isinstance(p, str) and p else None for p in frame["image_path"]]
+    frame["size"] = [f"{w}x{h}" for w, h in zip(frame["width"], frame["height"], strict=True)]
+    frame["size_label"] = [
+        getattr(spec.size_for(int(w), int(h)), "label", None) if pd.notna(w) and pd.notna(h) else None
+        for w, h in zip(frame["width"], frame["height"], strict=True)
+    ]
+    frame["megapixels"] = frame["width"] * frame["height"] / 1_000_000
+    return frame
