@@ -66,7 +66,8 @@ class Session:
     -> ``"local"``, else ``"demo"``; ``KANDINSKY_NB_ENGINE`` forces one), a name, or a Backend instance.
     ``home``: the folder of the run log and images (default ``$KANDINSKY_NB_HOME``, else ``~/.kandinsky_nb``).
     ``budget``: a spending cap in USD for this session (``None``: no cap, cost still counted).
-    ``concurrency``: default number of requests in flight for sweeps.
+    ``concurrency``: default number of requests in flight for sweeps (4; 1 on the local engine, which runs one
+    pipeline call at a time).
     """
 
     def __init__(
@@ -77,11 +78,14 @@ class Session:
         budget: float | None = None,
         api_key: Any = None,
         base_url: str | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | None = None,
     ) -> None:
-        if concurrency < 1:
+        if concurrency is not None and concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
         self.backend: Backend = open_backend(engine, home=home, api_key=api_key, base_url=base_url)
+        if concurrency is None:
+            # A local engine runs one pipeline call at a time: more in flight only queues (and inflates latency).
+            concurrency = 1 if self.backend.name == "local" else DEFAULT_CONCURRENCY
         self.runs = RunLog(home)
         self.budget = Budget(budget)
         self.concurrency = concurrency
