@@ -15,7 +15,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from .. import spec
-from ..errors import FieldProblem
+from ..errors import FieldProblem, UnsupportedByEngineError
 from ..types import Generation, ImageInferenceRequest
 from . import state as st
 from ._common import ErrorArea, css, limit_slider, run_in_background, session_or_default
@@ -479,6 +479,14 @@ class GeneratePanel(widgets.VBox):
         """Re-derive everything shown from the state: problems, JSON, cost, code, which controls are live."""
         s, c = self.state, self.controls
         self.request, self.problems = st.validate_state(s)
+        if self.request is not None and self._session is not None:
+            # The engine's own refusals (a scheduler the local engine cannot honour) show like any other problem.
+            try:
+                self._session.check(self.request)
+            except UnsupportedByEngineError as exc:
+                self.request, self.problems = None, exc.problems
+            except Exception as exc:  # the check itself failed: say so, and let the engine decide at Generate
+                self.errors.show(exc, "checking the request against the engine")
         grouped = st.problems_by_control(self.problems, frozenset(self._problem_labels))
         for key, label in self._problem_labels.items():
             label.value = html_for_problems(grouped.get(key, []))
@@ -501,13 +509,21 @@ class GeneratePanel(widgets.VBox):
             return
         self.json_preview.value = html_for_request_json(self.request)
         self.code_area.value = st.code_for_request(self.request)
-        estimate = st.estimate_cost(self.request)
+        cost, source, seconds = self._estimate(self.request)
         self.cost_label.value = (
-            f"<b>Estimated cost:</b> {format_usd(estimate)} at list price "
-            f"({self.request.width}x{self.request.height}, {self.request.effective('steps')} steps, "
-            f"{self.request.effective('numberResults')} image(s)); "
-            f"<small>the seed is {'drawn by the engine' if self.request.seed is None else 'fixed'}.</small>"
+            f"<b>Estimated cost:</b> {format_usd(cost)} ({html.escape(source)}; "
+            f"{self.request.width}x{self.request.height}, {self.request.effective('steps')} steps, "
+            f"{self.request.effective('numberResults')} image(s))"
+            + (f" · about {format_seconds(seconds)}" if seconds is not None else "")
+            + f" <small>· the seed is {'drawn by the engine' if self.request.seed is None else 'fixed'}</small>"
         )
+
+    def _estimate(self, request: ImageInferenceRequest) -> tuple[float, str, float | None]:
+        """Cost, where the figure comes from, and seconds: the session's fitted models when it has them."""
+        if self._session is None:
+            return st.estimate_cost(request), "list price", None
+        estimate = self._session.estimate(request)
+        return estimate.cost_usd, estimate.cost_source, estimate.seconds
 
     # -- Generate ----------------------------------------------------------------------------------------------
     def _on_generate(self, _button: Any) -> None:
@@ -532,9 +548,12 @@ class GeneratePanel(widgets.VBox):
         )
 
     def _expected_seconds(self, request: ImageInferenceRequest) -> float | None:
-        if self._latency_per_unit is None:
+        if self._latency_per_unit is not None:
+            return self._latency_per_unit * _work_units(request)
+        try:
+            return self._estimate(request)[2]
+        except Exception:  # an estimate is a nicety; never let it break a run
             return None
-        return self._latency_per_unit * _work_units(request)
 
     def _begin(self, request: ImageInferenceRequest) -> None:
         self.running = True
@@ -605,7 +624,8 @@ class GeneratePanel(widgets.VBox):
         self.progress.value = 1
         self.status.value = (
             f"Done: {len(generation.images)} image(s) in {format_seconds(generation.latency_s)}, "
-            f"cost {format_usd(generation.cost)} · {len(self.generations)} generation(s) in this panel"
+            f"cost {format_usd(generation.cost)} · {len(self.generations)} generation(s) in this panel · "
+            f'<span class="knb-log-count">{len(self.session.runs)}</span> row(s) in the run log'
         )
         self.results.value = "".join(
             html_for_generation(g, style=(i == 0)) + "<hr>"

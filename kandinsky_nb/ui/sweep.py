@@ -1,0 +1,363 @@
+"""SweepPanel: pick axes and values (lists or A1111 range syntax), see the cell count, cost, time and budget before
+anything runs, then run with a progress bar and a grid that fills in live; cancel; run again to resume.
+
+Planning, estimating, running and resuming are the Session's (``session.sweep(...)`` -> a plan); the panel only turns
+its form into that call and shows the plan's state, which it polls from the run log while the sweep runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+
+from .. import spec
+from ..types import ImageInferenceRequest
+from ._common import ErrorArea, css, run_in_background, session_or_default
+from .display import DEMO_NOTE, format_seconds, format_usd, html_for_problems, thumbnail
+
+__all__ = ["SweepPanel", "SweepState", "sweep_arguments"]
+
+# The numeric axes typed as text (lists or ranges), in the order they are offered.
+TEXT_AXES: dict[str, str] = {
+    "steps": "e.g. 10-50 (+10)",
+    "CFGScale": "e.g. 3-9 [4] or 3, 5, 7",
+    "seed": "e.g. 1-4 or 7, 42",
+}
+_GRID_THUMB = 128
+_POLL_SECONDS = 0.5
+
+
+@dataclass
+class SweepState:
+    """The sweep form: base prompt, sweep name, the axis texts and choices, and concurrency."""
+
+    prompt: str = ""
+    name: str = ""
+    axes: dict[str, str] = field(default_factory=dict)  # axis -> text ("" = not swept)
+    schedulers: list[str] = field(default_factory=list)
+    sizes: list[str] = field(default_factory=list)  # size labels
+    concurrency: int = 2
+
+
+def sweep_arguments(state: SweepState) -> dict[str, Any]:
+    """The keyword arguments of ``session.sweep`` this form stands for (axis values are passed as typed: the engine
+    parses range syntax and validates every cell)."""
+    axes: dict[str, Any] = {name: text for name, text in state.axes.items() if text.strip()}
+    if state.schedulers:
+        axes["scheduler"] = list(state.schedulers)
+    if state.sizes:
+        axes["size"] = [spec.size_by_label(label).__str__() for label in state.sizes]
+    return axes
+
+
+class SweepPanel(widgets.VBox):
+    """Plan, price, run, cancel and resume a sweep from the mouse.
+
+    ``base``: a GeneratePanel (its current request is the base of every cell), a request, or None (the panel's own
+    prompt with the model defaults). ``plan`` is the current plan, ``estimate`` its estimate, ``task`` the running
+    sweep, ``report`` the last run's report.
+    """
+
+    def __init__(self, session: Any = None, *, base: Any = None, state: SweepState | None = None, **box: Any) -> None:
+        self.session = session_or_default(session)
+        self.base = base
+        self.state = state or SweepState()
+        self.plan: Any = None
+        self.estimate: Any = None
+        self.problems: list[str] = []
+        self.task: asyncio.Task[Any] | None = None
+        self.report: Any = None
+        self.running = False
+        self.errors = ErrorArea("knb-sweep-errors")
+        self._grid_signature: tuple[Any, ...] = ()
+        self._syncing = False
+        self._cancel_requested = False
+        self._thumbs: dict[str, str] = {}
+
+        self.prompt = css(
+            widgets.Textarea(
+                description="Prompt", placeholder="the prompt of every cell", layout=widgets.Layout(width="100%")
+            ),
+            "knb-sweep-prompt",
+        )
+        self.name = css(
+            widgets.Text(description="Name", placeholder="a short name; re-running it resumes"), "knb-sweep-name"
+        )
+        self.axis_texts = {
+            axis: css(widgets.Text(description=axis, placeholder=hint), "knb-sweep-axis", f"knb-sweep-{axis}")
+            for axis, hint in TEXT_AXES.items()
+        }
+        self.schedulers = css(
+            widgets.SelectMultiple(options=list(spec.SCHEDULERS), description="scheduler", rows=6),
+            "knb-sweep-schedulers",
+        )
+        self.sizes = css(
+            widgets.SelectMultiple(
+                options=[(f"{s.label} — {s}", s.label) for s in spec.SIZES], description="size", rows=6
+            ),
+            "knb-sweep-sizes",
+        )
+        self.concurrency = widgets.BoundedIntText(value=self.state.concurrency, min=1, max=32, description="in flight")
+        self.summary = css(widgets.HTML(""), "knb-sweep-summary")
+        self.problem_label = css(widgets.HTML(""), "knb-sweep-problems")
+        self.run_button = css(widgets.Button(description="Run", button_style="primary", icon="play"), "knb-sweep-run")
+        self.cancel_button = css(widgets.Button(description="Cancel", icon="stop", disabled=True), "knb-sweep-cancel")
+        self.progress = css(widgets.IntProgress(value=0, min=0, max=1, description="cells"), "knb-sweep-progress")
+        self.progress_label = css(widgets.HTML(""), "knb-sweep-progress-label")
+        self.grid = css(widgets.HTML(""), "knb-sweep-grid")
+
+        for control in (
+            self.prompt,
+            self.name,
+            *self.axis_texts.values(),
+            self.schedulers,
+            self.sizes,
+            self.concurrency,
+        ):
+            control.observe(self.errors.guard("Sweep form")(self._on_change), names="value")
+        self.run_button.on_click(self.errors.guard("Run sweep")(lambda _b: self.run()))
+        self.cancel_button.on_click(self.errors.guard("Cancel sweep")(lambda _b: self.cancel()))
+        super().__init__(
+            children=[
+                self.prompt,
+                self.name,
+                widgets.HBox([widgets.VBox(list(self.axis_texts.values())), self.schedulers, self.sizes]),
+                self.concurrency,
+                self.problem_label,
+                self.summary,
+                widgets.HBox([self.run_button, self.cancel_button, self.progress, self.progress_label]),
+                self.errors.widget,
+                self.grid,
+            ],
+            **box,
+        )
+        css(self, "knb-sweep-panel")
+        self._write_widgets()
+        self.errors.guard("Sweep form")(self.replan)()
+
+    # -- public API --------------------------------------------------------------------------------------------
+    def update(self, **changes: Any) -> None:
+        """Set form values by SweepState field name; ``axes`` entries are merged (``update(axes={"steps": "10-30 (+10)"})``)."""
+        axes = changes.pop("axes", None)
+        for key, value in changes.items():
+            if not hasattr(self.state, key):
+                raise AttributeError(f"SweepState has no field {key!r}")
+            setattr(self.state, key, value)
+        if axes:
+            self.state.axes = {**self.state.axes, **axes}
+        self._write_widgets()
+        self.replan()
+
+    def base_request(self) -> ImageInferenceRequest | None:
+        """The request every cell starts from (None: the panel's prompt with the model defaults)."""
+        base = self.base
+        if base is None:
+            return None
+        if isinstance(base, ImageInferenceRequest):
+            return base
+        request = getattr(base, "request", None)  # a GeneratePanel
+        if request is None:
+            raise ValueError("the GeneratePanel this sweep starts from is invalid; fix it first (see its problems)")
+        return request
+
+    def replan(self) -> None:
+        """Build the plan from the form and estimate it (nothing is sent); problems are shown, not raised."""
+        self.plan, self.estimate, self.problems = None, None, []
+        base = self.base_request()
+        prompt = self.state.prompt.strip() or None
+        if base is None and prompt is None:
+            self.problems = ["Type a prompt (or give base=GeneratePanel/request)."]
+        else:
+            try:
+                self.plan = self.session.sweep(
+                    prompt if base is None else None,
+                    name=self.state.name.strip() or None,
+                    request=base.replace(positivePrompt=prompt) if base is not None and prompt else base,
+                    **sweep_arguments(self.state),
+                )
+                self.estimate = self.plan.estimate(self.state.concurrency)
+            except (
+                Exception
+            ) as exc:  # SweepError / RequestValidationError / UnsupportedByEngineError: the fix is in the text
+                self.problems = [f"{type(exc).__name__}: {exc}"]
+        self.problem_label.value = html_for_problems(self.problems)
+        self.summary.value = self._summary_html()
+        self.run_button.disabled = self.plan is None or self.running or not self._within_budget()
+        if self.plan is not None and not self.running:
+            self._draw_grid()
+
+    def run(self) -> asyncio.Task[Any] | None:
+        """Run (or resume) the planned sweep: a task on the running loop, else synchronously."""
+        if self.running:
+            self.progress_label.value = "<b>Already running</b>: this click was ignored."
+            return self.task
+        self.replan()
+        if self.plan is None:
+            raise ValueError("the sweep cannot run: " + "; ".join(self.problems))
+        plan = self.plan
+        self._begin(plan)
+        self.task = run_in_background(lambda: self._arun(plan), lambda: self._run_now(plan))
+        return self.task
+
+    def cancel(self) -> None:
+        """Stop starting new cells; cells in flight finish and are logged. Run again to resume the rest."""
+        if self.plan is not None:
+            self._cancel_requested = True
+            self.plan.cancel()
+            self.progress_label.value = "Cancelling: cells in flight finish; run again to resume the rest."
+
+    # -- running -----------------------------------------------------------------------------------------------
+    def _begin(self, plan: Any) -> None:
+        self.running = True
+        self._cancel_requested = False
+        self.report = None
+        self.run_button.disabled = True
+        self.cancel_button.disabled = False
+        self.progress.max = max(len(plan), 1)
+        self.progress.bar_style = "info"
+        self._poll(plan)
+
+    async def _arun(self, plan: Any) -> Any:
+        async def poller() -> None:
+            while True:
+                await asyncio.sleep(_POLL_SECONDS)
+                self._poll(plan)
+
+        polling = asyncio.ensure_future(poller())
+        try:
+            self.report = await plan.arun(self.state.concurrency, progress=False)
+        except Exception as exc:
+            self.errors.show(exc, "Sweep")
+        finally:
+            polling.cancel()
+            self._end(plan)
+        return self.report
+
+    def _run_now(self, plan: Any) -> Any:
+        try:
+            self.report = plan.run(self.state.concurrency, progress=False)
+        except Exception as exc:
+            self.errors.show(exc, "Sweep")
+        finally:
+            self._end(plan)
+        return self.report
+
+    def _end(self, plan: Any) -> None:
+        self.running = False
+        self.cancel_button.disabled = True
+        self._poll(plan)
+        report = self.report
+        if report is not None:
+            self.progress.bar_style = "success" if not report.failed and not report.not_run else "warning"
+            stopped = f" Stopped: {html.escape(report.stopped_by)}" if report.stopped_by else ""
+            self.progress_label.value = html.escape(str(report)) + stopped
+        else:
+            self.progress.bar_style = "danger"
+        self.replan()
+
+    def _poll(self, plan: Any) -> None:
+        if self._cancel_requested:
+            # A plan clears its cancel flag when it starts; a Cancel clicked just before that is repeated here.
+            plan.cancel()
+        counts = plan.status()
+        done = counts.get("ok", 0) + counts.get("failed", 0)
+        self.progress.value = min(done, self.progress.max)
+        self.progress_label.value = (
+            f"{counts.get('ok', 0)} ok · {counts.get('failed', 0)} failed · {counts.get('pending', 0)} in flight · "
+            f"{counts.get('new', 0)} to go · spent {format_usd(self.session.budget.spent)}"
+        )
+        self._draw_grid()
+
+    # -- view --------------------------------------------------------------------------------------------------
+    def _within_budget(self) -> bool:
+        return self.estimate is None or bool(getattr(self.estimate, "within_budget", True))
+
+    def _summary_html(self) -> str:
+        e = self.estimate
+        if e is None or self.plan is None:
+            return ""
+        shape = " × ".join(f"{a.name} [{len(a)}]" for a in self.plan.varied) or "one cell"
+        budget = (
+            "no cap"
+            if e.budget_left_usd is None
+            else f"{format_usd(e.budget_left_usd)} left" + ("" if self._within_budget() else " — <b>not enough</b>")
+        )
+        demo = f' · <span class="knb-demo">{DEMO_NOTE}</span>' if self.session.demo else ""
+        return (
+            f"<b>{html.escape(self.plan.name)}</b>: {shape} = <b>{e.cells}</b> cells, {e.images} images, "
+            f"{format_usd(e.cost_usd)} ({html.escape(e.cost_source)}) · to run now: {e.cells_to_run} cells, "
+            f"{format_usd(e.cost_to_run_usd)}, {format_seconds(e.seconds_to_run)} · budget: {budget}{demo}"
+        )
+
+    def _draw_grid(self) -> None:
+        """The cells as a table that fills in as they finish: first varied axis across, the rest down."""
+        plan = self.plan
+        states = plan.cell_states()
+        signature = tuple((key, state) for key, (state, _) in states.items())
+        if signature == self._grid_signature:
+            return
+        self._grid_signature = signature
+        varied = plan.varied
+        across = varied[0].name if varied else None
+        columns = list(varied[0].values) if varied else [None]
+        rows: dict[str, list[str]] = {}
+        for cell in plan.cells:
+            state, row = states[cell.key]
+            down = ", ".join(f"{a.name}={cell.coords.get(a.name)}" for a in varied[1:]) or " "
+            rows.setdefault(down, []).append(self._cell_html(cell, state, row))
+        header = "".join(f"<th>{html.escape(f'{across}={v}' if across else '')}</th>" for v in columns)
+        body = "".join(
+            f"<tr><th style='text-align:right'>{html.escape(label)}</th>{''.join(f'<td>{c}</td>' for c in cells)}</tr>"
+            for label, cells in rows.items()
+        )
+        self.grid.value = f'<table class="knb-sweep-table"><tr><th></th>{header}</tr>{body}</table>'
+
+    def _cell_html(self, cell: Any, state: str, row: dict[str, Any] | None) -> str:
+        size = _GRID_THUMB
+        if state == "ok" and row is not None and row.get("image_path"):
+            path = str(self.session.runs.image_path(row))
+            if path not in self._thumbs:
+                import base64
+
+                data, fmt = thumbnail(Path(path).read_bytes(), size)
+                self._thumbs[path] = f"data:image/{fmt};base64," + base64.b64encode(data).decode("ascii")
+            return f'<img class="knb-cell-ok" src="{self._thumbs[path]}" title="{html.escape(cell.key)}"/>'
+        colour = {"failed": "#f8d7da", "pending": "#fff3cd"}.get(state, "#eee")
+        text = {"failed": "failed", "pending": "running…"}.get(state, "to do")
+        title = html.escape((row or {}).get("error_message") or cell.key)
+        return (
+            f'<div class="knb-cell-{state}" title="{title}" style="width:{size}px;height:{size // 2}px;'
+            f'background:{colour};display:flex;align-items:center;justify-content:center">{text}</div>'
+        )
+
+    def _write_widgets(self) -> None:
+        s = self.state
+        self._syncing = True
+        try:
+            self.prompt.value = s.prompt
+            self.name.value = s.name
+            for axis, text in self.axis_texts.items():
+                text.value = s.axes.get(axis, "")
+            self.schedulers.value = tuple(s.schedulers)
+            self.sizes.value = tuple(s.sizes)
+            self.concurrency.value = s.concurrency
+        finally:
+            self._syncing = False
+
+    def _on_change(self, _change: dict[str, Any]) -> None:
+        if self._syncing:
+            return
+        self.state = SweepState(
+            prompt=self.prompt.value,
+            name=self.name.value,
+            axes={axis: text.value for axis, text in self.axis_texts.items() if text.value.strip()},
+            schedulers=list(self.schedulers.value),
+            sizes=list(self.sizes.value),
+            concurrency=self.concurrency.value,
+        )
+        self.replan()

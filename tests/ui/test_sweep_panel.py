@@ -1,0 +1,82 @@
+"""SweepPanel on the real demo engine: the form becomes a plan with cells, cost and time before anything runs; a run
+fills the grid and logs every cell; cancel stops starting cells; running again resumes only what is left."""
+
+from __future__ import annotations
+
+import pytest
+
+from kandinsky_nb import spec
+from kandinsky_nb.ui import GeneratePanel, SweepPanel, SweepState, sweep_arguments
+
+pytestmark = pytest.mark.local
+
+
+def test_sweep_arguments_pass_range_text_and_choices_through():
+    state = SweepState(axes={"steps": "10-30 (+10)", "seed": ""}, schedulers=["Euler", "UniPC"], sizes=["1K (5:3)"])
+    assert sweep_arguments(state) == {"steps": "10-30 (+10)", "scheduler": ["Euler", "UniPC"], "size": ["1280x768"]}
+
+
+def test_plan_cost_and_budget_are_shown_before_running(demo_session):
+    panel = SweepPanel(demo_session)
+    assert panel.plan is None and panel.run_button.disabled and "prompt" in panel.problem_label.value
+    panel.prompt.value = "a red fox"
+    panel.axis_texts["steps"].value = "10-12 (+2)"
+    panel.axis_texts["CFGScale"].value = "3, 5, 7"
+    assert len(panel.plan) == 6 and panel.estimate.cells == 6
+    expected = sum(spec.list_price_estimate(1024, 1024, steps) for steps in (10, 12) for _ in range(3))
+    assert panel.estimate.cost_usd == pytest.approx(expected)
+    assert "<b>6</b> cells" in panel.summary.value and "no cap" in panel.summary.value
+    assert not panel.run_button.disabled
+    panel.axis_texts["steps"].value = "5-7"  # below the documented minimum: the problem is shown, Run disabled
+    assert panel.plan is None and panel.run_button.disabled and "steps" in panel.problem_label.value
+
+
+def test_a_plan_over_budget_cannot_run(demo_backend, tmp_path):
+    from kandinsky_nb.engine import Session
+
+    session = Session(engine=demo_backend, home=tmp_path / "home", budget=1e-6)
+    try:
+        panel = SweepPanel(session)
+        panel.update(prompt="a fox", axes={"steps": "10, 20"})
+        assert panel.plan is not None and panel.run_button.disabled and "not enough" in panel.summary.value
+    finally:
+        session.runs.close()
+
+
+async def test_run_fills_the_grid_and_a_second_run_resumes_nothing(demo_session):
+    panel = SweepPanel(demo_session)
+    panel.update(prompt="a red fox", name="fox-grid", axes={"steps": "10, 11", "CFGScale": "3, 5"})
+    assert panel.grid.value.count("knb-cell-new") == 4
+    task = panel.run()
+    assert panel.running and panel.run_button.disabled and not panel.cancel_button.disabled
+    report = await task
+    assert (report.ok, report.failed) == (4, 0)
+    assert panel.progress.value == 4 and panel.progress.bar_style == "success"
+    assert panel.grid.value.count("<img") == 4
+    rows = demo_session.runs.df
+    assert sorted(rows["sweep_id"].unique()) == ["fox-grid"] and len(rows) == 4
+    assert panel.estimate.cells_to_run == 0  # everything done: a re-run resumes nothing
+    again = await panel.run()
+    assert (again.ok, again.skipped_done) == (0, 4)
+
+
+async def test_cancel_leaves_the_rest_for_a_resume(demo_session):
+    panel = SweepPanel(demo_session)
+    panel.update(prompt="a fox", name="fox-cancel", axes={"seed": "1-4"}, concurrency=1)
+    task = panel.run()
+    panel.cancel()  # clicked at once, before the sweep's first cell: still honoured
+    report = await task
+    assert report.ok < 4 and report.not_run > 0
+    left = panel.estimate.cells_to_run
+    assert left == 4 - report.ok
+    resumed = await panel.run()
+    assert resumed.ok == left and resumed.skipped_done == report.ok
+
+
+async def test_sweep_starts_from_a_generate_panel(demo_session):
+    base = GeneratePanel(demo_session)
+    base.update(positivePrompt="a blue whale", size="1K (~20:9)", steps=10)
+    panel = SweepPanel(demo_session, base=base)
+    panel.update(axes={"CFGScale": "4, 6"})
+    assert [cell.request.width for cell in panel.plan] == [1408, 1408]
+    assert all(cell.request.positivePrompt == "a blue whale" for cell in panel.plan)
