@@ -113,7 +113,7 @@ def code_category(code: str | None) -> str:
         return _EXACT[code]
     if any(word in code for word in ("Credits", "Quota", "Balance")):
         return "quota"
-    if "Timeout" in code or code == "timeout":
+    if "Timeout" in code or code.startswith("timeout"):
         return "timeout"
     for prefix, category in _PREFIXES:
         if code.startswith(prefix):
