@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ... import spec
-from ...errors import BackendError, MissingDependencyError, UnsupportedByEngineError
-from ...types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult
+from ...errors import BackendError, KandinskyNBError, MissingDependencyError, UnsupportedByEngineError
+from ...types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult, ImageRef
+from .caches import CachePlan, CacheRun, cache_plan
 from .demo_weights import PIPELINES, build_demo_weights, default_demo_folder, is_demo_weights
+from .lora import LoraRun, LoraUse, lora_plan
 from .schedulers import ENGINE, SchedulerChoice, local_scheduler
 
 if TYPE_CHECKING:
@@ -134,25 +136,85 @@ def result_payload(output_type: str, output_format: str, data: bytes) -> dict[st
     return {}
 
 
-def refuse_unsupported(request: ImageInferenceRequest) -> SchedulerChoice:
-    """Every refusal the engine makes, before anything is loaded or run. Returns the scheduler choice."""
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything the engine decided about a request before loading or running anything.
+
+    ``mode``: ``"text"`` (text to image), ``"edit"`` (instruction editing of ``referenceImages[0]`` with the I2I
+    pipeline) or ``"img2img"`` (``seedImage`` + ``strength``: the text-to-image pipeline started part-way through its
+    schedule from the noised seed image, SDEdit-style; ``start_step`` of ``steps`` is where it starts).
+    """
+
+    mode: str
+    scheduler: SchedulerChoice
+    loras: tuple[LoraUse, ...] = ()
+    cache: CachePlan | None = None
+    strength: float | None = None
+    start_step: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "i2i" if self.mode == "edit" else "t2i"
+
+
+def plan_request(request: ImageInferenceRequest) -> RunPlan:
+    """Decide how to run a request, or raise UnsupportedByEngineError for anything this engine cannot honour."""
     choice = local_scheduler(request.scheduler)
-    if request.lora:
-        raise UnsupportedByEngineError("lora", request.lora[0].model, ENGINE, "LoRA is not wired in yet", "no lora")
-    if request.acceleratorOptions is not None and request.acceleratorOptions.enabled_cache:
-        family = request.acceleratorOptions.enabled_cache
+    loras = tuple(lora_plan(request))
+    cache = cache_plan(request)
+    if request.referenceImages and request.seedImage is not None:
         raise UnsupportedByEngineError(
-            f"acceleratorOptions.{family}", True, ENGINE, "caches are not wired in yet", "no acceleratorOptions"
-        )
-    if request.has_image_inputs:
-        raise UnsupportedByEngineError(
-            "seedImage" if request.seedImage is not None else "referenceImages",
+            "seedImage",
             "image",
             ENGINE,
-            "image inputs are not wired in yet",
-            "a text-only request",
+            "the local engine either edits referenceImages (instruction editing) or starts from a seedImage, not both",
+            "referenceImages alone (editing) or seedImage with strength alone (image to image)",
         )
-    return choice
+    if request.referenceImages:
+        if len(request.referenceImages) > 1:
+            raise UnsupportedByEngineError(
+                "referenceImages",
+                f"{len(request.referenceImages)} images",
+                ENGINE,
+                "the Kandinsky 5 editing pipeline takes exactly one source image",
+                "one reference image",
+            )
+        _check_readable("referenceImages[0]", request.referenceImages[0])
+        return RunPlan("edit", choice, loras, cache)
+    if request.seedImage is not None:
+        _check_readable("seedImage", request.seedImage)
+        if not choice.partial_schedule:
+            raise UnsupportedByEngineError(
+                "scheduler",
+                choice.name,
+                ENGINE,
+                "image to image (seedImage) starts part-way through the schedule, which the multistep solvers do not "
+                "support here (they size their orders from the whole schedule)",
+                "'Euler' or 'Euler a' with seedImage",
+            )
+        steps = request.effective("steps")
+        strength = float(request.effective("strength"))
+        # Like diffusers' img2img pipelines: strength is the fraction of the schedule that runs.
+        start_step = steps - int(steps * strength)
+        return RunPlan("img2img", choice, loras, cache, strength=strength, start_step=start_step)
+    return RunPlan("text", choice, loras, cache)
+
+
+def _check_readable(field_name: str, image: ImageRef) -> None:
+    if image.kind in ("uuid", "url"):
+        raise UnsupportedByEngineError(
+            field_name,
+            str(image.value),
+            ENGINE,
+            f"a {image.kind} names an image somewhere else; the local engine works offline and reads image data only",
+            "a file path, bytes, a PIL image, a data URI or base64 data",
+        )
+
+
+def load_image(image: ImageRef) -> PILImage.Image:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(image.read_bytes())).convert("RGB")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -232,15 +294,24 @@ class LocalBackend:
         try:
             # ``dtype=`` (diffusers' current name for ``torch_dtype=``): the weights load in bf16 on a GPU while the
             # modules the model keeps in fp32 (time embedding, modulation) stay fp32. Download bars stay visible.
+            # Without torchvision the checkpoint's Qwen2VLProcessor cannot be loaded: skip that component here and
+            # build the processor around its tokenizer below.
+            manual_processor = kind == "i2i" and not _torchvision_available()
+            extra: dict[str, Any] = {"tokenizer": None} if manual_processor else {}
             with quiet_progress(enabled=local):
-                pipe = pipeline_class.from_pretrained(source, dtype=self._dtype(torch), local_files_only=local)
+                pipe = pipeline_class.from_pretrained(source, dtype=self._dtype(torch), local_files_only=local, **extra)
+                if manual_processor:
+                    from transformers import AutoTokenizer
+
+                    plain = AutoTokenizer.from_pretrained(source, subfolder="tokenizer", local_files_only=local)
+                    pipe.tokenizer = _qwen_processor(plain, config_source=(source, local))
         except Exception as exc:  # hub/network/format problems: say what to do
             raise BackendError(
                 f"Could not load {PIPELINES[kind]} from {source!r}: {exc}. Point weights= (or KANDINSKY_NB_WEIGHTS) at "
                 "a diffusers folder, a hub id you can download, or 'demo' for the offline demo weights."
             ) from exc
         if kind == "i2i":
-            pipe.tokenizer = _qwen_processor(pipe.tokenizer)
+            pipe.tokenizer = _qwen_processor(pipe.tokenizer)  # demo weights save a plain tokenizer
         pipe.to(self.device)
         # The pipeline snaps any other size to its 7 native ~1 MP sizes; list the sizes this engine renders.
         pipe.resolutions = list(dict.fromkeys(scaled_size(s.width, s.height, self.scale) for s in spec.SIZES))
@@ -260,59 +331,92 @@ class LocalBackend:
 
     # -- generation ------------------------------------------------------------------------------------------------
     def generate(self, request: ImageInferenceRequest) -> Generation:
-        choice = refuse_unsupported(request)
+        plan = plan_request(request)
         torch, _ = import_local_stack()
-        count = request.effective("numberResults")
-        seeds = image_seeds(request.seed, count)
+        seeds = image_seeds(request.seed, request.effective("numberResults"))
         width, height = scaled_size(request.width, request.height, self.scale)
+        steps = request.effective("steps")
+        call: dict[str, Any] = {
+            "prompt": request.positivePrompt,
+            "negative_prompt": request.negativePrompt,
+            "height": height,
+            "width": width,
+            "num_inference_steps": steps,
+            "guidance_scale": float(request.effective("CFGScale")),
+        }
+        source = None
+        if plan.mode == "edit":
+            source = load_image(request.referenceImages[0])  # type: ignore[index]
+        elif plan.mode == "img2img":
+            source = load_image(request.seedImage)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        outputs: list[tuple[int, Any, float]] = []
+        cache_stats: list[dict[str, Any]] = []
+        with self._lock:
+            try:
+                pipe = self.pipeline(plan.kind)
+                scheduler = self.scheduler_for(plan.scheduler, pipe)
+                if plan.mode == "img2img":
+                    start_part_way(scheduler, plan.start_step)
+                pipe.scheduler = scheduler
+                with LoraRun(pipe, list(plan.loras)) if plan.loras else contextlib.nullcontext():
+                    for seed in seeds:
+                        image_call = dict(call)
+                        if plan.mode == "edit":
+                            image_call["image"] = source
+                        elif plan.mode == "img2img":
+                            image_call["latents"] = seed_image_latents(torch, pipe, source, call, plan, seed)
+                        t0 = time.perf_counter()
+                        if plan.cache is not None:
+                            with CacheRun(pipe, plan.cache, steps - plan.start_step, call["guidance_scale"]) as run:
+                                image = run_seeded(torch, pipe, seed, self.device, image_call)
+                            cache_stats.append(run.stats())
+                        else:
+                            image = run_seeded(torch, pipe, seed, self.device, image_call)
+                        outputs.append((seed, image, time.perf_counter() - t0))
+            except KandinskyNBError:
+                raise
+            except Exception as exc:
+                raise BackendError(
+                    f"The local engine failed while generating: {type(exc).__name__}: {exc}. Check the request's "
+                    "settings; if it persists, report it with Generation.details of a similar successful run."
+                ) from exc
+        seconds = time.perf_counter() - started
         output_format = request.effective("outputFormat")
         quality = request.effective("outputQuality")
         output_type = request.effective("outputType")
-        started = time.perf_counter()
-        images: list[GeneratedImage] = []
-        with self._lock:
-            pipe = self.pipeline("t2i")
-            scheduler = self.scheduler_for(choice, pipe)
-            pipe.scheduler = scheduler
-            call = {
-                "prompt": request.positivePrompt,
-                "negative_prompt": request.negativePrompt,
-                "height": height,
-                "width": width,
-                "num_inference_steps": request.effective("steps"),
-                "guidance_scale": float(request.effective("CFGScale")),
-            }
-            seconds_per_image = []
-            for seed in seeds:
-                t0 = time.perf_counter()
-                image = run_seeded(torch, pipe, seed, self.device, call)
-                seconds_per_image.append(time.perf_counter() - t0)
-                images.append(
-                    self._image(request, image, seed, seconds_per_image[-1], output_format, quality, output_type)
-                )
-        seconds = time.perf_counter() - started
+        images = [
+            self._image(request, image, seed, took, output_format, quality, output_type)
+            for seed, image, took in outputs
+        ]
         details = {
             "seconds": seconds,
-            "seconds_per_image": seconds_per_image,
+            "seconds_per_image": [took for _, _, took in outputs],
             "device": self.device,
             "dtype": str(pipe.transformer.dtype).removeprefix("torch."),
             "pipeline": type(pipe).__name__,
-            "checkpoint": self.weights.t2i,
+            "checkpoint": self.weights.t2i if plan.kind == "t2i" else self.weights.i2i,
             "demo": self.demo,
             "scale": self.scale,
             "pixel_size": [width, height],
+            "mode": plan.mode,
             "scheduler": {
-                "name": choice.name,
+                "name": plan.scheduler.name,
                 "class": type(scheduler).__name__,
                 "config": dict(scheduler.config),
-                "remapped": choice.remapped,
-                "stochastic": choice.stochastic,
-                "note": choice.note,
+                "remapped": plan.scheduler.remapped,
+                "stochastic": plan.scheduler.stochastic,
+                "note": plan.scheduler.note,
             },
-            "call": call,
+            "call": {k: v for k, v in call.items()},
             "seeds": seeds,
+            "lora": [use.describe() for use in plan.loras],
+            "cache": cache_stats[0] | {"per_image": cache_stats} if cache_stats else None,
             "gpu_hourly_usd": self.gpu_hourly_usd,
         }
+        if plan.mode == "img2img":
+            details["strength"] = plan.strength
+            details["start_step"] = plan.start_step
         return Generation(
             request=request,
             images=images,
@@ -391,26 +495,80 @@ def run_seeded(torch: Any, pipe: Any, seed: int, device: str, call: dict[str, An
         return pipe(generator=generator, output_type="pil", **call).image[0]
 
 
-def _qwen_processor(tokenizer: Any) -> Any:
+def start_part_way(scheduler: Any, start_step: int) -> None:
+    """Make a single-step flow sampler run only the tail of its schedule, from ``start_step``: the pipeline calls
+    ``set_timesteps(steps)`` itself and then loops over ``scheduler.timesteps``, so the tail is cut right there and
+    the sampler is told where it begins (diffusers' img2img pipelines do the same with ``set_begin_index``)."""
+    if start_step == 0:
+        return
+    full_set_timesteps = scheduler.set_timesteps
+
+    def set_timesteps(*args: Any, **kwargs: Any) -> None:
+        full_set_timesteps(*args, **kwargs)
+        scheduler.timesteps = scheduler.timesteps[start_step:]
+        scheduler.set_begin_index(start_step)
+
+    scheduler.set_timesteps = set_timesteps
+
+
+def seed_image_latents(
+    torch: Any, pipe: Any, image: PILImage.Image, call: dict[str, Any], plan: RunPlan, seed: int
+) -> Any:
+    """SDEdit's starting point: the seed image's latents noised to the sigma where the schedule starts,
+    ``x = sigma * noise + (1 - sigma) * latents`` (the flow-matching forward process). The noise is drawn exactly as
+    the pipeline draws its own, so strength 1 equals text to image with the same seed."""
+    from diffusers.image_processor import VaeImageProcessor
+    from diffusers.utils.torch_utils import randn_tensor
+
+    width, height = call["width"], call["height"]
+    probe = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    probe.set_timesteps(call["num_inference_steps"])
+    sigma = float(probe.sigmas[plan.start_step])
+    vae = pipe.vae
+    pixels = VaeImageProcessor(vae_scale_factor=pipe.vae_scale_factor_spatial).preprocess(
+        image, height=height, width=width
+    )
+    with torch.no_grad():
+        latents = vae.encode(pixels.to(pipe.device, vae.dtype)).latent_dist.mode() * vae.config.scaling_factor
+    latents = latents.unsqueeze(2).permute(0, 2, 3, 4, 1)  # [batch, frames=1, h, w, channels], as the pipeline uses
+    dtype = pipe.transformer.dtype
+    noise = randn_tensor(
+        tuple(latents.shape), generator=torch.Generator("cpu").manual_seed(seed), device=pipe.device, dtype=dtype
+    )
+    return sigma * noise + (1.0 - sigma) * latents.to(dtype)
+
+
+def _torchvision_available() -> bool:
+    from transformers.utils import is_torchvision_available
+
+    return bool(is_torchvision_available())
+
+
+def _qwen_processor(tokenizer: Any, config_source: tuple[str, bool] | None = None) -> Any:
     """The editing pipeline needs a Qwen2VLProcessor (text + image). Demo weights save a plain tokenizer, and without
-    torchvision transformers cannot build the processor normally (its video processor needs torchvision), so build it
-    around the tokenizer with the PIL image processor; video input is never used here."""
+    torchvision transformers cannot build the processor normally (its video processor needs torchvision), so it is
+    built around the tokenizer with the PIL image processor; video input is never used here."""
     if hasattr(tokenizer, "image_processor"):
         return tokenizer
     from transformers import Qwen2VLProcessor
 
-    try:
+    if _torchvision_available():
         from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
         return Qwen2VLProcessor(
             image_processor=Qwen2VLImageProcessor(), tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor()
         )
-    except Exception:  # no torchvision: fall through to the PIL-only processor
-        pass
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+    image_processor = Qwen2VLImageProcessorPil()
+    if config_source is not None:  # keep the checkpoint's image settings (pixel limits) when it has them
+        source, local = config_source
+        with contextlib.suppress(OSError, ValueError):
+            image_processor = Qwen2VLImageProcessorPil.from_pretrained(
+                source, subfolder="tokenizer", local_files_only=local
+            )
     processor = Qwen2VLProcessor.__new__(Qwen2VLProcessor)
-    processor.image_processor = Qwen2VLImageProcessorPil()
+    processor.image_processor = image_processor
     processor.tokenizer = tokenizer
     processor.video_processor = None
     processor.chat_template = None

@@ -48,6 +48,9 @@ class SchedulerChoice:
     stochastic: bool = False
     note: str = ""
     instead: str = ""
+    # Whether the sampler can start part-way through its schedule (image to image from a seedImage). The single-step
+    # Euler samplers can; the multistep solvers size their orders from the length of the whole schedule.
+    partial_schedule: bool = False
 
     @property
     def supported(self) -> bool:
@@ -61,17 +64,20 @@ LOCAL_SCHEDULERS: dict[str, SchedulerChoice] = {
         "Euler",
         "FlowMatchEulerDiscreteScheduler",
         note="the model's own sampler: flow-matching Euler with the checkpoint's shift",
+        partial_schedule=True,
     ),
     "Euler Trailing": SchedulerChoice(
         "Euler Trailing",
         "FlowMatchEulerDiscreteScheduler",
         note="same as Euler: flow-matching sigmas already start at sigma=1, so trailing spacing is what Euler does",
+        partial_schedule=True,
     ),
     "Euler a": SchedulerChoice(
         "Euler a",
         "LTXEulerAncestralRFScheduler",
         stochastic=True,
         note="rectified-flow Euler ancestral (eta=1), the flow form of 'Euler a'",
+        partial_schedule=True,
     ),
     "UniPC": SchedulerChoice(
         "UniPC",
