@@ -534,8 +534,7 @@ class GeneratePanel(widgets.VBox):
                 f"<b>Still generating</b>: click ignored ({self.ignored_clicks} so far); wait for this one to finish."
             )
             return
-        self._read_widgets()
-        self._refresh()
+        # The request is the one on screen, taskUUID included (the widgets keep it current as they change).
         if self.request is None:
             self.status.value = "<b>Fix the problems shown next to the controls first.</b>"
             return
@@ -607,7 +606,8 @@ class GeneratePanel(widgets.VBox):
     def _end(self) -> None:
         self.running = False
         self.generate_button.description = "Generate"
-        self.generate_button.disabled = self.request is None
+        # The next click is a new task: show the request it will send, with its own taskUUID.
+        self._refresh()
 
     def _failed(self, error: BaseException) -> None:
         self.progress.bar_style = "danger"

@@ -5,7 +5,6 @@ gallery's "reuse" reproduces an image."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -109,11 +108,12 @@ async def test_gallery_shows_a_slice_opens_an_image_and_reuse_reproduces_it(demo
     assert target.request.seed == row["seed"] and target.request.steps == 10
     target.generate_button.click()
     again = await target.task
-    assert (
-        hashlib.sha256(again.images[0].data).hexdigest()
-        == hashlib.sha256(Path(row["image_path"]).read_bytes()).hexdigest()
-        or again.images[0].seed == row["seed"]
-    )
+    # Same parameters, same seed, same engine: the same pixels (the stored file also carries embedded metadata).
+    from PIL import Image, ImageChops
+
+    stored = Image.open(Path(row["image_path"])).convert("RGB")
+    assert again.images[0].seed == row["seed"]
+    assert ImageChops.difference(again.images[0].to_pil().convert("RGB"), stored).getbbox() is None
 
 
 def test_gallery_takes_a_dataframe_slice(demo_session):
