@@ -1,0 +1,303 @@
+"""The pure protocol layer, without sockets: wire bodies, every envelope shape, error mapping, retry and poll
+decisions, and the conversation driven by scripted answers and a fake clock."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import random
+
+import pytest
+from PIL import Image
+
+from kandinsky_nb.errors import (
+    APIStatusError,
+    AuthenticationError,
+    InsufficientCreditsError,
+    PermissionDeniedError,
+    PollTimeoutError,
+    RateLimitError,
+    ServerError,
+    TaskError,
+)
+from kandinsky_nb.protocol import (
+    Failure,
+    FlowConfig,
+    MalformedResponse,
+    Post,
+    Reply,
+    RetryPolicy,
+    Sleep,
+    classify,
+    code_category,
+    conversation,
+    inference_task,
+    is_retryable_code,
+    parse_envelope,
+    status_error,
+    task_error,
+)
+from kandinsky_nb.types import Generation, ImageInferenceRequest, WireError
+
+T = "0b6f7e36-7d3c-4d0e-9a51-5a1b2c3d4e5f"
+
+
+def request(**fields) -> ImageInferenceRequest:
+    return ImageInferenceRequest(positivePrompt="a red fox in snow", taskUUID=T, **fields)
+
+
+# -- request -> wire ------------------------------------------------------------------------------------------------
+def test_inference_task_sends_include_cost_unless_told_otherwise():
+    assert inference_task(request())["includeCost"] is True
+    assert inference_task(request(includeCost=False))["includeCost"] is False
+    task = inference_task(request(CFGScale=7.5, steps=28))
+    assert task == {**request(CFGScale=7.5, steps=28).to_wire(), "includeCost": True}
+    assert "negativePrompt" not in task and task["taskType"] == "imageInference" and task["taskUUID"] == T
+
+
+# -- envelopes -------------------------------------------------------------------------------------------------------
+ITEM = {"taskType": "imageInference", "taskUUID": T, "imageUUID": "u1", "imageURL": "http://x/u1.jpg"}
+ERROR = {"code": "invalidSteps", "message": "bad", "parameter": "steps", "taskUUID": T}
+
+
+@pytest.mark.parametrize(
+    ("body", "items", "codes"),
+    [
+        ({"data": [ITEM]}, 1, []),
+        ({"errors": [ERROR]}, 0, ["invalidSteps"]),
+        ({"data": [ITEM], "errors": [ERROR]}, 1, ["invalidSteps"]),
+        ({"data": ITEM}, 1, []),  # imageUpload docs: data as an object
+        (
+            {"error": {"code": "invalidApiKey", "message": "no"}, "taskUUID": T, "taskType": "imageInference"},
+            0,
+            ["invalidApiKey"],
+        ),
+        ({"error": [ERROR]}, 0, ["invalidSteps"]),
+        ([ITEM, ITEM], 2, []),
+        ({"error": True, "errorMessage": "Invalid api key", "errorId": 19}, 0, ["19"]),
+        (
+            {"data": [{"taskUUID": T, "status": "error", "error": {"code": "timeoutProvider", "message": "late"}}]},
+            0,
+            ["timeoutProvider"],
+        ),
+        (
+            {"data": [], "errors": [{**ERROR, "parameter": ["width", "height"], "allowedValues": [1024]}]},
+            0,
+            ["invalidSteps"],
+        ),
+    ],
+)
+def test_every_envelope_shape_is_read(body, items, codes):
+    envelope = parse_envelope(json.dumps(body))
+    assert len(envelope.items) == items
+    assert [e.code for e in envelope.errors] == codes
+    assert all(e.taskUUID in (T, None) for e in envelope.errors)
+
+
+def test_pre_stream_errors_take_the_task_uuid_from_beside_them():
+    body = {"error": {"code": "invalidApiKey", "message": "no"}, "taskUUID": T, "taskType": "imageInference"}
+    (error,) = parse_envelope(json.dumps(body)).errors
+    assert (error.taskUUID, error.taskType) == (T, "imageInference")
+
+
+def test_big_seeds_stay_exact():
+    body = '{"data": [{"taskUUID": "t", "imageUUID": "u", "seed": 9202427981074766178}]}'
+    assert parse_envelope(body).items[0]["seed"] == 9202427981074766178
+
+
+@pytest.mark.parametrize("content", [b"", b"<html>502</html>", b"42", b'{"result": 1}', b'{"data": [1]}'])
+def test_malformed_bodies_are_refused(content):
+    with pytest.raises(MalformedResponse):
+        parse_envelope(content)
+
+
+# -- errors ------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (401, AuthenticationError),
+        (402, InsufficientCreditsError),
+        (403, PermissionDeniedError),
+        (429, RateLimitError),
+        (500, ServerError),
+        (503, ServerError),
+        (404, APIStatusError),
+    ],
+)
+def test_status_errors(status, cls):
+    error = status_error(status, [WireError(code="x", message="server says", parameter="p", taskUUID=T)])
+    assert type(error) is cls
+    assert (error.status_code, error.code, error.parameter, error.task_uuid) == (status, "x", "p", T)
+    assert "server says" in str(error) and str(error).endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        ("insufficientCredits", InsufficientCreditsError),
+        ("invalidApiKey", AuthenticationError),
+        ("permissionDenied", PermissionDeniedError),
+        ("invalidCFGScale", TaskError),
+        ("conflictTaskUUID", TaskError),
+    ],
+)
+def test_task_errors_map_credit_and_key_codes_to_their_status_classes(code, cls):
+    error = task_error([WireError(code=code, message="m", parameter="p")], task_uuid=T, status=200)
+    assert type(error) is cls and error.code == code and error.task_uuid == T
+
+
+@pytest.mark.parametrize(
+    ("code", "category", "retryable"),
+    [
+        ("invalidPositivePrompt", "validation", False),
+        ("conflictTaskUUID", "validation", False),
+        ("invalidApiKey", "auth", False),
+        ("insufficientCredits", "quota", False),
+        ("providerInsufficientCredits", "quota", False),
+        ("rateLimitExceeded", "rateLimit", True),
+        ("timeoutProvider", "timeout", True),
+        ("providerGatewayTimeout", "timeout", True),
+        ("inferenceError", "provider", True),
+        ("serviceUnavailable", "serverError", True),
+        ("taskNotFound", "notFound", False),
+        ("nsfwContentDetected", "safety", False),
+        (None, "unknown", False),
+    ],
+)
+def test_code_categories(code, category, retryable):
+    assert code_category(code) == category
+    assert is_retryable_code(code) is retryable
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap():
+    policy = RetryPolicy(initial_delay=1.0, max_delay=8.0)
+    rng = random.Random(0)
+    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
+        delays = [policy.backoff(attempt, rng) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1
+    assert [RetryPolicy(poll_initial=1, poll_factor=2, poll_max=5).poll_delay(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "kind"),
+    [
+        (Failure("reset"), "retry"),
+        (Failure("slow", timed_out=True), "retry"),
+        (Reply(429, b""), "retry"),
+        (Reply(500, b"<html/>"), "retry"),
+        (Reply(408, b""), "retry"),
+        (Reply(200, b"{broken"), "retry"),
+        (Reply(401, b'{"errors": []}'), "fatal"),
+        (Reply(402, b""), "fatal"),
+        (Reply(404, b"<html/>"), "fatal"),
+        (Reply(400, b'{"errors": [{"code": "invalidSteps"}]}'), "ok"),
+        (Reply(200, b'{"data": []}'), "ok"),
+    ],
+)
+def test_classify(outcome, kind):
+    assert classify(outcome).kind == kind
+
+
+# -- the conversation, driven by a script -------------------------------------------------------------------------------
+class Script:
+    """Plays the server: answers each Post from a list, records what was asked, advances a fake clock on Sleep."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.posts: list[Post] = []
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def run(self, flow):
+        try:
+            action = next(flow)
+            while True:
+                if isinstance(action, Sleep):
+                    self.now += action.seconds
+                    outcome = None
+                elif isinstance(action, Post):
+                    self.posts.append(action)
+                    answer = self.answers.pop(0) if self.answers else self.answers_default()
+                    outcome = answer if isinstance(answer, Failure | Reply) else Reply(200, json.dumps(answer).encode())
+                else:
+                    raise AssertionError(f"unexpected {action}")
+                action = flow.send(outcome)
+        except StopIteration as done:
+            return done.value
+
+    def answers_default(self):
+        return {"data": [{"taskUUID": T, "status": "processing"}]}
+
+
+def png_b64() -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (2, 2)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def done_item(uuid: str) -> dict:
+    return {
+        "taskType": "imageInference",
+        "taskUUID": T,
+        "imageUUID": uuid,
+        "imageBase64Data": png_b64(),
+        "status": "success",
+    }
+
+
+CONFIG = FlowConfig(poll_timeout=10, policy=RetryPolicy(poll_initial=1, poll_factor=1, poll_max=1))
+
+
+def test_cumulative_polls_are_deduplicated_and_processing_is_not_terminal():
+    script = Script(
+        {"data": [{"taskType": "imageInference", "taskUUID": T}]},  # the async ACK
+        {"data": [{"taskUUID": T, "status": "pending"}]},
+        {"data": [done_item("a"), {"taskUUID": T, "status": "processing"}]},
+        {"data": [done_item("a"), done_item("a")]},  # the same image again: still one
+        {"data": [done_item("a"), done_item("b")]},
+    )
+    (outcome,) = script.run(
+        conversation([request(numberResults=2, deliveryMethod="async")], config=CONFIG, clock=script.clock)
+    )
+    assert isinstance(outcome, Generation)
+    assert [image.image_uuid for image in outcome.images] == ["a", "b"]
+    assert [p.purpose for p in script.posts] == ["submit", "poll", "poll", "poll", "poll"]
+    assert script.posts[1].tasks == [{"taskType": "getResponse", "taskUUID": T}]
+
+
+def test_poll_timeout_names_the_task():
+    script = Script({"data": []})
+    (outcome,) = script.run(conversation([request(deliveryMethod="async")], config=CONFIG, clock=script.clock))
+    assert isinstance(outcome, PollTimeoutError) and outcome.task_uuid == T
+    assert script.now == pytest.approx(10)
+
+
+def test_conflict_after_a_retry_switches_to_polling():
+    conflict = {"errors": [{"code": "conflictTaskUUID", "message": "exists", "taskUUID": T}]}
+    script = Script(Failure("reset"), conflict, {"data": [done_item("a")]})
+    (outcome,) = script.run(conversation([request()], config=CONFIG, clock=script.clock))
+    assert isinstance(outcome, Generation)
+    assert [p.purpose for p in script.posts] == ["submit", "submit", "poll"]
+    assert script.posts[0].tasks == script.posts[1].tasks  # the same taskUUID both times
+
+
+def test_resume_of_an_unknown_task_is_none_and_sends_nothing_new():
+    script = Script({"errors": [{"code": "taskNotFound", "message": "?", "taskUUID": T}]})
+    assert script.run(conversation([request()], config=CONFIG, resume=True, clock=script.clock)) == [None]
+    assert [p.purpose for p in script.posts] == ["poll"] and script.now == 0
+
+
+def test_an_error_that_names_no_task_goes_to_the_tasks_without_answers():
+    other = ImageInferenceRequest(positivePrompt="another task")
+    body = {
+        "data": [{**done_item("a"), "taskUUID": other.taskUUID}],
+        "errors": [{"code": "invalidSteps", "message": "no"}],
+    }
+    script = Script(body)
+    first, second = script.run(conversation([request(), other], config=CONFIG, clock=script.clock))
+    assert isinstance(first, TaskError) and first.task_uuid == T
+    assert isinstance(second, Generation)
