@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEMO_NOTE",
+    "STYLE",
     "THUMBNAIL_SIDE",
     "format_seconds",
     "format_usd",
@@ -38,7 +39,7 @@ __all__ = [
 THUMBNAIL_SIDE = 256
 DEMO_NOTE = "demo weights: random noise, not a real image"
 
-_STYLE = """<style>
+STYLE = """<style>
 .knb-gen{font-family:var(--jp-ui-font-family,sans-serif);font-size:12px}
 .knb-gen .knb-tiles{display:flex;flex-wrap:wrap;gap:8px}
 .knb-tile{display:inline-flex;flex-direction:column;align-items:center;margin:0}
@@ -46,8 +47,9 @@ _STYLE = """<style>
 .knb-caption{color:#444;font-size:11px;text-align:center;max-width:260px;word-break:break-all}
 .knb-demo{background:#fff3cd;color:#664d03;border-radius:3px;padding:1px 5px;font-size:11px}
 .knb-problems{color:#b00020;margin:2px 0;padding-left:16px;font-size:12px}
-.knb-json{font-family:var(--jp-code-font-family,monospace);font-size:11px;background:#f6f8fa;padding:6px;
- border-radius:3px;white-space:pre-wrap;max-height:320px;overflow:auto;margin:0}
+.knb-json{font-family:var(--jp-code-font-family,monospace);font-size:11px;line-height:1.35;background:#f6f8fa;
+ padding:6px;border-radius:3px;white-space:pre-wrap;max-height:320px;overflow:auto;margin:0}
+.knb-sweep-table td,.knb-sweep-table th{padding:2px;font-size:11px;line-height:1.2;vertical-align:middle}
 .knb-params td{padding:1px 8px 1px 0;vertical-align:top;font-size:12px}
 .knb-error{color:#b00020;white-space:pre-wrap;font-family:var(--jp-code-font-family,monospace);font-size:12px}
 </style>"""
@@ -133,14 +135,15 @@ def html_for_generation(generation: Generation, *, max_side: int = THUMBNAIL_SID
         f"{html.escape(_shorten(request.positivePrompt, 200))}</div>"
     )
     body = f'<div class="knb-gen">{head}<div class="knb-tiles">{"".join(tiles)}</div></div>'
-    return (_STYLE if style else "") + body
+    return (STYLE if style else "") + body
 
 
 def html_for_request_json(request: ImageInferenceRequest | Mapping[str, Any]) -> str:
     """The exact JSON object sent for a request, pretty-printed and escaped (image data shortened for display)."""
     wire = request if isinstance(request, Mapping) else request.to_wire()
     shown = {key: _shorten_image(key, value) for key, value in wire.items()}
-    return f'<pre class="knb-json">{html.escape(json.dumps(shown, indent=2, ensure_ascii=False))}</pre>'
+    text = html.escape(json.dumps(shown, indent=2, ensure_ascii=False))
+    return f'<pre class="knb-json" style="line-height:1.35">{text}</pre>'
 
 
 def html_for_problems(problems: Iterable[FieldProblem | str]) -> str:
@@ -175,7 +178,7 @@ def show_image(data: bytes, caption: str = "", *, max_side: int | None = THUMBNA
     """Display one encoded image (thumbnail unless ``max_side=None``) with an optional caption."""
     from IPython.display import HTML, display
 
-    display(HTML(_STYLE + html_for_image(data, html.escape(caption), max_side=max_side)))
+    display(HTML(STYLE + html_for_image(data, html.escape(caption), max_side=max_side)))
 
 
 def generation_repr_html(generation: Generation) -> str:

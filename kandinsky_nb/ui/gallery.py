@@ -16,7 +16,7 @@ import ipywidgets as widgets
 
 from ..types import ImageInferenceRequest
 from ._common import ErrorArea, css
-from .display import DEMO_NOTE, format_seconds, format_usd, html_for_params, thumbnail
+from .display import DEMO_NOTE, STYLE, format_seconds, format_usd, html_for_params, thumbnail
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,6 +135,7 @@ class Gallery(widgets.VBox):
         self.reuse_button.on_click(self.errors.guard("Reuse")(lambda _b: self.reuse()))
         super().__init__(
             children=[
+                widgets.HTML(STYLE),
                 widgets.HBox([self.query_box, self.refresh_button]),
                 self.summary,
                 self.errors.widget,

@@ -20,6 +20,7 @@ from ..types import Generation, ImageInferenceRequest
 from . import state as st
 from ._common import ErrorArea, css, limit_slider, run_in_background, session_or_default
 from .display import (
+    STYLE,
     format_seconds,
     format_usd,
     html_for_generation,
@@ -335,14 +336,15 @@ class GeneratePanel(widgets.VBox):
         self.preview_tabs.set_title(1, "Copy as code")
         action_row = widgets.HBox([self.generate_button, self.progress, self.status])
         return [
+            widgets.HTML(STYLE),
             main,
             self.accordion,
+            self.cost_label,
             action_row,
             self._problem_label(st.GENERAL),
             self.errors.widget,
-            self.cost_label,
-            self.preview_tabs,
             self.results,
+            self.preview_tabs,
         ]
 
     # -- state <-> widgets -------------------------------------------------------------------------------------
@@ -628,8 +630,7 @@ class GeneratePanel(widgets.VBox):
             f'<span class="knb-log-count">{len(self.session.runs)}</span> row(s) in the run log'
         )
         self.results.value = "".join(
-            html_for_generation(g, style=(i == 0)) + "<hr>"
-            for i, g in enumerate(reversed(self.generations[-_RESULTS_SHOWN:]))
+            html_for_generation(g, style=False) + "<hr>" for g in reversed(self.generations[-_RESULTS_SHOWN:])
         )
 
 

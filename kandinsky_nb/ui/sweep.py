@@ -18,7 +18,7 @@ import ipywidgets as widgets
 from .. import spec
 from ..types import ImageInferenceRequest
 from ._common import ErrorArea, css, run_in_background, session_or_default
-from .display import DEMO_NOTE, format_seconds, format_usd, html_for_problems, thumbnail
+from .display import DEMO_NOTE, STYLE, format_seconds, format_usd, html_for_problems, thumbnail
 
 __all__ = ["SweepPanel", "SweepState", "sweep_arguments"]
 
@@ -124,6 +124,7 @@ class SweepPanel(widgets.VBox):
         self.cancel_button.on_click(self.errors.guard("Cancel sweep")(lambda _b: self.cancel()))
         super().__init__(
             children=[
+                widgets.HTML(STYLE),
                 self.prompt,
                 self.name,
                 widgets.HBox([widgets.VBox(list(self.axis_texts.values())), self.schedulers, self.sizes]),
@@ -254,8 +255,7 @@ class SweepPanel(widgets.VBox):
         report = self.report
         if report is not None:
             self.progress.bar_style = "success" if not report.failed and not report.not_run else "warning"
-            stopped = f" Stopped: {html.escape(report.stopped_by)}" if report.stopped_by else ""
-            self.progress_label.value = html.escape(str(report)) + stopped
+            self.progress_label.value = html.escape(str(report))
         else:
             self.progress.bar_style = "danger"
         self.replan()

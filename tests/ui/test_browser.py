@@ -1,0 +1,131 @@
+"""The panels in a real browser: JupyterLab and Voila started here on 127.0.0.1, headless Debian Chromium driven by
+Playwright, the demo notebook opened, the GeneratePanel filled and clicked, images and the run log updating, and a
+sweep run from the SweepPanel. Screenshots go to artifacts/screenshots/ (gitignored).
+
+Skipped, not failed, where Chromium or Playwright is missing (CI installs Debian's chromium first).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    chromium_available,
+    jupyterlab,
+    open_notebook_and_run_all,
+    screenshot,
+    voila,
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.local,
+    pytest.mark.skipif(not chromium_available(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+playwright = pytest.importorskip("playwright.sync_api")
+expect = playwright.expect
+
+NOTEBOOK = Path(__file__).parent / "notebooks" / "panels_demo.ipynb"
+# Generous for a loaded 2-core machine; a healthy run takes a fraction of it.
+TIMEOUT_MS = 90_000
+
+
+@pytest.fixture
+def served_folder(tmp_path, demo_weights):
+    """A throwaway folder with a copy of the demo notebook (autosave never touches the repo's copy) and a toolkit
+    home whose demo weights are already built (copied from the test session's)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    home = tmp_path / "home"
+    shutil.copytree(demo_weights, home / "demo-weights")
+    env = {"KANDINSKY_NB_HOME": str(home), "KANDINSKY_NB_ENGINE": "demo"}
+    return root, env
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _new_page(browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page, errors
+
+
+def _generate_from_the_panel(page, prompt: str) -> None:
+    panel = page.locator(".knb-generate-panel")
+    expect(panel).to_be_visible()
+    generate = panel.locator("button.knb-generate")
+    expect(generate).to_be_disabled()  # no prompt yet: invalid, and the problem is shown next to the prompt
+    expect(panel.locator(".knb-problem-positivePrompt")).to_contain_text("positivePrompt")
+    panel.locator(".knb-positivePrompt textarea").fill(prompt)
+    expect(panel.locator(".knb-json-preview")).to_contain_text(prompt)
+    expect(panel.locator(".knb-cost")).to_contain_text("Estimated cost")
+    expect(generate).to_be_enabled()
+    generate.click()
+    expect(panel.locator(".knb-results img")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(panel.locator(".knb-results")).to_contain_text("seed")
+    expect(panel.locator(".knb-log-count")).to_have_text("1")
+
+
+def test_jupyterlab_generate_gallery_and_sweep(served_folder, browser):
+    root, env = served_folder
+    started = time.perf_counter()
+    with jupyterlab(root, env) as server:
+        page, page_errors = _new_page(browser)
+        open_notebook_and_run_all(page, server, NOTEBOOK.name)
+        _generate_from_the_panel(page, "a red fox in snow")
+        screenshot(page, "lab_generate_panel_page")
+        page.locator(".knb-generate-panel").screenshot(path=str(screenshot_path("generate_panel")))
+
+        # The run log grew: the gallery shows the new image after a refresh, and opens it.
+        gallery = page.locator(".knb-gallery")
+        gallery.locator("button.knb-gallery-refresh").click()
+        expect(gallery.locator(".knb-gallery-tile")).to_have_count(1)
+        gallery.locator("button.knb-gallery-open").first.click()
+        expect(gallery.locator(".knb-detail-params")).to_contain_text("positivePrompt")
+
+        # A sweep from the SweepPanel: 2 cells planned, priced, run, drawn.
+        sweep = page.locator(".knb-sweep-panel")
+        sweep.locator(".knb-sweep-prompt textarea").fill("a blue whale")
+        sweep.locator(".knb-sweep-CFGScale input").fill("3, 5")
+        sweep.locator(".knb-sweep-CFGScale input").press("Enter")
+        expect(sweep.locator(".knb-sweep-summary")).to_contain_text(re.compile(r"2\s*cells"))
+        sweep.locator("button.knb-sweep-run").click()
+        expect(sweep.locator(".knb-sweep-grid img")).to_have_count(2, timeout=TIMEOUT_MS)
+        expect(sweep.locator(".knb-sweep-progress-label")).to_contain_text("2 ok")
+        sweep.screenshot(path=str(screenshot_path("sweep_panel")))
+        page.close()
+    assert not page_errors, page_errors
+    assert time.perf_counter() - started < 180
+
+
+def test_voila_renders_the_panel_and_generates(served_folder, browser):
+    root, env = served_folder
+    with voila(root / NOTEBOOK.name, env) as server:
+        page, page_errors = _new_page(browser)
+        page.goto(f"{server.base}/")
+        _generate_from_the_panel(page, "a lighthouse at dusk")
+        screenshot(page, "voila_generate_panel")
+        page.close()
+    assert not page_errors, page_errors
+
+
+def screenshot_path(name: str) -> Path:
+    from browser_support import SCREENSHOTS
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS / f"{name}.png"
