@@ -1,0 +1,208 @@
+"""CostPanel: spend so far (by sweep, day, engine or any parameter), the fitted price model and its error, the cost
+and latency plots, and local GPU cost against what the cloud would charge. A view over
+:mod:`kandinsky_nb.analysis.cost`, which does every computation on a DataFrame of the run log.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ._common import ErrorArea, css, session_or_default
+from .display import DEMO_NOTE, STYLE, format_usd
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+__all__ = ["GROUPINGS", "CostPanel", "CostState", "figure_png", "html_for_cost_summary"]
+
+GROUPINGS = ("sweep_id", "day", "engine", "steps", "size", "scheduler", "CFGScale")
+ALL_ENGINES = "all engines"
+
+
+@dataclass
+class CostState:
+    """What the cost panel shows: the grouping of the spend table, the plots' x axis, one engine or all, and an
+    hourly GPU rate to re-price local runs with (None: the rate they were logged with)."""
+
+    by: str = "sweep_id"
+    x: str = "steps"
+    engine: str | None = None
+    gpu_hourly_usd: float | None = None
+
+
+def figure_png(figure: Figure, dpi: int = 90) -> bytes:
+    """A matplotlib Figure as PNG bytes (no pyplot, so nothing global changes)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def html_for_cost_summary(summary: dict[str, Any]) -> str:
+    """The totals of :func:`kandinsky_nb.analysis.cost_summary` and each engine's fitted model with its error."""
+    ratio = summary.get("spent_vs_list")
+    lines = [
+        f"<b>{summary['images']}</b> image(s), {summary['failed']} failed request(s) · spent "
+        f"<b>{format_usd(summary['spent_usd'])}</b> · {format_usd(summary['usd_per_image'])} per image · "
+        f"{format_usd(summary['usd_per_megapixel'])} per megapixel · list price of the same images "
+        f"{format_usd(summary['list_price_usd'])}" + (f" (spent is {ratio:.2f}× list)" if ratio else "")
+    ]
+    for engine, model in summary.get("fits", {}).items():
+        if model.usable:
+            lines.append(f"<b>{html.escape(engine)}</b> price model: {html.escape(model.describe())}")
+        else:
+            lines.append(
+                f"<b>{html.escape(engine)}</b>: {model.points} costed run(s), too few to fit a price model "
+                "(the list price is used for estimates)"
+            )
+    return "<br>".join(lines)
+
+
+class CostPanel(widgets.VBox):
+    """Spend, price model, plots and local-vs-cloud for a Session's run log (or any DataFrame of it)."""
+
+    def __init__(self, source: Any = None, *, state: CostState | None = None, **box: Any) -> None:
+        import pandas as pd
+
+        self._frame: pd.DataFrame | None = source if isinstance(source, pd.DataFrame) else None
+        self.session = None if self._frame is not None else session_or_default(source)
+        self.state = state or CostState()
+        self.errors = ErrorArea("knb-cost-errors")
+        self.summary: dict[str, Any] = {}
+        self.spend: pd.DataFrame | None = None
+        self.comparison: pd.DataFrame | None = None
+
+        self.by = css(
+            widgets.Dropdown(options=list(GROUPINGS), value=self.state.by, description="spend by"), "knb-cost-by"
+        )
+        self.x = css(
+            widgets.Dropdown(options=["steps", "megapixels"], value=self.state.x, description="plot x"), "knb-cost-x"
+        )
+        self.engine = css(widgets.Dropdown(options=[ALL_ENGINES], description="engine"), "knb-cost-engine")
+        self.gpu_rate = css(
+            widgets.Text(description="GPU $/hour", placeholder="as logged", layout=widgets.Layout(width="220px")),
+            "knb-cost-gpu-rate",
+        )
+        self.refresh_button = css(widgets.Button(description="Refresh", icon="refresh"), "knb-cost-refresh")
+        self.summary_html = css(widgets.HTML(""), "knb-cost-summary")
+        self.spend_html = css(widgets.HTML(""), "knb-cost-spend")
+        self.cost_plot = css(widgets.Image(format="png"), "knb-cost-plot")
+        self.latency_plot = css(widgets.Image(format="png"), "knb-latency-plot")
+        self.comparison_html = css(widgets.HTML(""), "knb-cost-comparison")
+        for control in (self.by, self.x, self.engine, self.gpu_rate):
+            control.observe(self.errors.guard("Cost panel")(self._on_change), names="value")
+        self.refresh_button.on_click(self.errors.guard("Refresh")(lambda _b: self.refresh()))
+        super().__init__(
+            children=[
+                widgets.HTML(STYLE),
+                widgets.HBox([self.by, self.x, self.engine, self.gpu_rate, self.refresh_button]),
+                self.errors.widget,
+                self.summary_html,
+                widgets.HBox([self.cost_plot, self.latency_plot]),
+                widgets.HTML("<b>Spend</b>"),
+                self.spend_html,
+                widgets.HTML("<b>Local GPU cost against the cloud for the same images</b>"),
+                self.comparison_html,
+            ],
+            **box,
+        )
+        css(self, "knb-cost-panel")
+        self.errors.guard("Cost panel")(self.refresh)()
+
+    def frame(self) -> pd.DataFrame:
+        if self._frame is not None:
+            return self._frame
+        assert self.session is not None
+        return self.session.runs.df
+
+    def update(self, **changes: Any) -> None:
+        """Set CostState fields (``update(by="day", gpu_hourly_usd=2.5)``) and redraw."""
+        for key, value in changes.items():
+            if not hasattr(self.state, key):
+                raise AttributeError(f"CostState has no field {key!r}")
+            setattr(self.state, key, value)
+        self._write_widgets()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the log and redraw everything."""
+        from ..analysis import cost_summary, fit_cost, local_vs_cloud, plot_cost, plot_latency, spend_by
+
+        frame = self.frame()
+        engines = sorted(str(e) for e in frame["engine"].dropna().unique()) if len(frame) else []
+        self._syncing = True
+        try:
+            self.engine.options = [ALL_ENGINES, *engines]
+            self.engine.value = self.state.engine if self.state.engine in engines else ALL_ENGINES
+        finally:
+            self._syncing = False
+        if self.state.engine is not None:
+            frame = frame[frame["engine"] == self.state.engine]
+        if not len(frame):
+            self.summary, self.spend, self.comparison = {}, None, None
+            self.summary_html.value = "No runs logged yet: generate something, then Refresh."
+            self.spend_html.value = self.comparison_html.value = ""
+            self.cost_plot.value = self.latency_plot.value = b""
+            return
+        self.summary = cost_summary(frame)
+        demo = f'<br><span class="knb-demo">{DEMO_NOTE} (demo rows included)</span>' if frame["demo"].any() else ""
+        self.summary_html.value = html_for_cost_summary(self.summary) + demo
+        self.spend = spend_by(frame, self.state.by)
+        self.spend_html.value = self.spend.to_html(classes="knb-params", float_format=lambda v: f"{v:.6g}", border=0)
+        self.cost_plot.value = figure_png(plot_cost(frame, x=self.state.x))
+        self.latency_plot.value = figure_png(plot_latency(frame, x=self.state.x))
+        cloud_rows = frame[frame["engine"] == "runware"]
+        cloud = fit_cost(cloud_rows) if len(cloud_rows) else None
+        self.comparison = local_vs_cloud(frame, gpu_hourly_usd=self.state.gpu_hourly_usd, cloud=cloud)
+        self.comparison_html.value = self._comparison_html(cloud)
+
+    def _comparison_html(self, cloud: Any) -> str:
+        rows = self.comparison
+        if rows is None or not len(rows):
+            return "<i>No local runs in this slice.</i>"
+        basis = "the fitted cloud price model" if cloud is not None and cloud.usable else "the list price"
+        rate = (
+            f"re-priced at ${self.state.gpu_hourly_usd:g}/GPU-hour"
+            if self.state.gpu_hourly_usd is not None
+            else "at the rate they were logged with"
+        )
+        table = (
+            rows.groupby(["size", "steps"])[["local_usd", "cloud_usd"]]
+            .mean()
+            .assign(local_over_cloud=lambda t: t["local_usd"] / t["cloud_usd"])
+        )
+        return (
+            f"{len(rows)} local image(s), {rate}, against {basis}: local total "
+            f"{format_usd(float(rows['local_usd'].sum()))}, cloud {format_usd(float(rows['cloud_usd'].sum()))}."
+            + table.to_html(classes="knb-params", float_format=lambda v: f"{v:.4g}", border=0)
+        )
+
+    def _write_widgets(self) -> None:
+        self._syncing = True
+        try:
+            self.by.value = self.state.by
+            self.x.value = self.state.x
+            self.gpu_rate.value = "" if self.state.gpu_hourly_usd is None else f"{self.state.gpu_hourly_usd:g}"
+        finally:
+            self._syncing = False
+
+    def _on_change(self, _change: dict[str, Any]) -> None:
+        if getattr(self, "_syncing", False):
+            return
+        rate_text = self.gpu_rate.value.strip()
+        try:
+            rate = float(rate_text) if rate_text else None
+        except ValueError:
+            raise ValueError(f"GPU $/hour must be a number such as 2.5, not {rate_text!r}") from None
+        self.state = CostState(
+            by=self.by.value,
+            x=self.x.value,
+            engine=None if self.engine.value == ALL_ENGINES else self.engine.value,
+            gpu_hourly_usd=rate,
+        )
+        self.refresh()
