@@ -97,8 +97,13 @@ def served(engine: PricedEngine, max_concurrency: int = 16) -> Iterator[tuple[st
 
 
 def runware(url: str, **options: object):
+    import httpx
+
     from kandinsky_nb.backends.runware import RunwareBackend
 
+    # One transport shared by whatever clients the backend makes: its lazy sync client is created without a lock,
+    # so threads starting together can each make one; with a shared pool none of their sockets is left unclosed.
+    options.setdefault("transport", httpx.HTTPTransport())
     options.setdefault("timeout", 10.0)
     options.setdefault("poll_timeout", 10.0)
     options.setdefault("retry_policy", FAST)

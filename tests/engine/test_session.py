@@ -1,0 +1,144 @@
+"""Session: engine choice, validation before anything is spent, logging of every outcome, the budget cap at any
+concurrency, and the sync twin inside a running event loop (as in Jupyter). The engine is reached over the real
+Runware protocol (the project's server on 127.0.0.1 in front of an engine that charges a known price)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sweep_testkit import KEY, PricedEngine, runware, served
+
+from kandinsky_nb import spec
+from kandinsky_nb.engine import Session, choose_engine
+from kandinsky_nb.engine.budget import DEFAULT_MARGIN
+from kandinsky_nb.errors import BudgetExceededError, ConfigurationError, RequestValidationError, TaskError
+
+PRICE_10 = spec.list_price_estimate(1024, 1024, 10)  # one default-size image at 10 steps
+
+
+@pytest.fixture
+def server():
+    engine = PricedEngine(delay=0.02)
+    with served(engine) as (url, state):
+        yield engine, url, state
+
+
+@pytest.mark.parametrize(
+    ("argument", "environ", "expected"),
+    [
+        (None, {}, "demo"),
+        (None, {"RUNWARE_API_KEY": "k"}, "runware"),
+        (None, {"RUNWARE_API_KEY": "  "}, "demo"),
+        (None, {"KANDINSKY_NB_WEIGHTS": "/w"}, "local"),
+        (None, {"RUNWARE_API_KEY": "k", "KANDINSKY_NB_WEIGHTS": "/w"}, "runware"),
+        (None, {"RUNWARE_API_KEY": "k", "KANDINSKY_NB_ENGINE": "demo"}, "demo"),
+        ("local", {"RUNWARE_API_KEY": "k", "KANDINSKY_NB_ENGINE": "demo"}, "local"),
+        ("RUNWARE", {}, "runware"),
+    ],
+)
+def test_engine_choice(argument, environ, expected):
+    assert choose_engine(argument, environ=environ) == expected
+
+
+def test_unknown_engine_is_refused():
+    with pytest.raises(ConfigurationError, match="use one of runware, local, demo"):
+        choose_engine("cloud", environ={})
+
+
+def test_generate_logs_the_run_and_counts_its_cost(server):
+    _, url, state = server
+    with Session(runware(url)) as session:
+        result = session.generate("a red fox in snow", steps=10, seed=4)
+        [row] = session.runs.get(result.task_uuid)
+    assert row["status"] == "ok" and row["engine"] == "runware"
+    assert row["cost_usd"] == pytest.approx(PRICE_10)
+    assert session.budget.spent == pytest.approx(PRICE_10)
+    assert state.generations[result.task_uuid] == 1
+
+
+def test_invalid_request_sends_and_spends_nothing(server):
+    _, url, state = server
+    with Session(runware(url), budget=1.0) as session:
+        with pytest.raises(RequestValidationError) as caught:
+            session.generate("a red fox in snow", steps=5)
+        assert caught.value.fields == ["steps"]
+        assert len(session.runs) == 0
+        assert session.budget.spent == session.budget.reserved == 0
+    assert not state.generations
+
+
+def test_engine_failure_is_logged_with_code_and_message_then_raised(server):
+    _, url, _ = server
+    with Session(runware(url), budget=1.0) as session:
+        with pytest.raises(TaskError) as caught:
+            session.generate("a red fox in snow", steps=10, scheduler="DDIM")
+        [row] = session.runs.get(caught.value.task_uuid)
+        assert row["status"] == "failed"
+        assert row["error_code"] == caught.value.code == "unsupportedParameter"
+        assert "DDIM" in row["error_message"]
+        assert KEY not in row["error_message"]
+        assert session.budget.spent == 0  # a refused task is not billed; its hold is released
+
+
+def test_budget_refuses_before_sending(server):
+    _, url, state = server
+    with Session(runware(url), budget=PRICE_10) as session:  # the margin makes one request not fit
+        with pytest.raises(BudgetExceededError) as caught:
+            session.generate("a red fox in snow", steps=10)
+        assert caught.value.cap == PRICE_10
+        assert len(session.runs) == 0
+    assert not state.generations
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 5, 16])
+async def test_budget_cap_holds_at_any_concurrency(concurrency):
+    # Each image costs 1.2x its list price (inside the 1.25 reservation margin); the cap fits about 6 of 16.
+    engine = PricedEngine(delay=0.03, price_factor=1.2)
+    cap = PRICE_10 * 7.3
+    with served(engine) as (url, state):
+        session = Session(runware(url), budget=cap)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(seed: int) -> str:
+            async with gate:
+                try:
+                    await session.agenerate("a red fox in snow", steps=10, seed=seed)
+                    return "ok"
+                except BudgetExceededError:
+                    return "refused"
+
+        outcomes = await asyncio.gather(*(one(seed) for seed in range(16)))
+        frame = session.runs.df
+        await session.aclose()
+    sent = sum(state.generations.values())
+    assert outcomes.count("ok") == sent == len(frame) == (frame["status"] == "ok").sum()
+    assert outcomes.count("refused") == 16 - sent > 0
+    assert frame["cost_usd"].sum() <= cap
+    assert session.budget.spent <= cap
+    # Everything in flight at once was covered by the cap when it was reserved.
+    assert engine.max_in_flight * PRICE_10 * DEFAULT_MARGIN <= cap + 1e-12
+
+
+async def test_sync_generate_works_inside_a_running_event_loop(server):
+    _, url, _ = server
+    assert asyncio.get_running_loop().is_running()  # as in a Jupyter cell
+    async with Session(runware(url)) as session:
+        result = session.generate("a red fox in snow", steps=10, seed=1)
+        other = await session.agenerate("a red fox in snow", steps=10, seed=2)
+        assert [r["status"] for r in session.runs.rows()] == ["ok", "ok"]
+    assert result.seeds == [1] and other.seeds == [2]
+
+
+def test_estimate_uses_list_price_then_the_fitted_model(server):
+    _, url, _ = server
+    with Session(runware(url)) as session:
+        first = session.estimate(positivePrompt="a red fox in snow", steps=30, width=1280, height=768)
+        assert first.cost_source == "list price"
+        assert first.cost_usd == pytest.approx(spec.list_price_estimate(1280, 768, 30))
+        for steps in (10, 20, 30, 40):
+            session.generate("a red fox in snow", steps=steps, seed=steps)
+    with Session(runware(url)) as session:  # a new session fits the costs already logged
+        fitted = session.estimate(positivePrompt="a red fox in snow", steps=30, width=1280, height=768)
+        assert fitted.cost_source.startswith("fitted to 4 logged runware runs")
+        assert fitted.cost_usd == pytest.approx(spec.list_price_estimate(1280, 768, 30), rel=1e-6)
