@@ -37,7 +37,9 @@ def generation(request: ImageInferenceRequest, *, cost: float | None = 0.001, en
     images = []
     seed = request.seed if request.seed is not None else 0
     for index in range(request.effective("numberResults")):
-        result = ImageInferenceResult(taskUUID=request.taskUUID, imageUUID=str(uuid.uuid4()), seed=seed + index, cost=cost)
+        result = ImageInferenceResult(
+            taskUUID=request.taskUUID, imageUUID=str(uuid.uuid4()), seed=seed + index, cost=cost
+        )
         images.append(GeneratedImage(result=result, data=png(colour_of(seed + index))))
     return Generation(request, images, engine, 0.01)
 

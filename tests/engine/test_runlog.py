@@ -190,7 +190,9 @@ def test_two_processes_writing_one_log_lose_no_row(tmp_path):
     RunLog(tmp_path).close()  # created up front so both writers only append
     count = 150
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER.format(here=str(HERE), home=str(tmp_path), count=count, tag=tag)])
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER.format(here=str(HERE), home=str(tmp_path), count=count, tag=tag)]
+        )
         for tag in ("a", "b")
     ]
     assert [w.wait(timeout=120) for w in writers] == [0, 0]

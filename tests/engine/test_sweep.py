@@ -45,7 +45,9 @@ def test_cells_are_full_valid_requests_with_stable_identity(session):
     assert len(combos) == 24
     assert all(c.request.positivePrompt == PROMPT for c in plan)
     assert len({c.request.taskUUID for c in plan}) == 24
-    again = session.sweep(PROMPT, name="fox", steps=[10, 20, 30], CFGScale=[3.0, 7.0], scheduler=["Euler", "UniPC"], seed="1,2")
+    again = session.sweep(
+        PROMPT, name="fox", steps=[10, 20, 30], CFGScale=[3.0, 7.0], scheduler=["Euler", "UniPC"], seed="1,2"
+    )
     assert [c.key for c in again] == [c.key for c in plan]  # same sweep, same identities (not the same taskUUIDs)
     assert json.loads(plan[0].key) == {"CFGScale": 3.0, "scheduler": "Euler", "seed": 1, "steps": 10}
 
@@ -80,7 +82,7 @@ def test_a_bad_axis_value_is_refused_at_plan_time_naming_it(session, server):
     assert "steps=60" in str(caught.value)
     with pytest.raises(RequestValidationError, match="scheduler"):
         session.sweep(PROMPT, scheduler="Euler,Heun")
-    with pytest.raises(SweepError, match="'size'.*unknown size"):
+    with pytest.raises(SweepError, match=r"'size'.*unknown size"):
         session.sweep(PROMPT, size="1000x1000")
     with pytest.raises(SweepError, match="'stepz' is not a sweep axis"):
         session.sweep(PROMPT, stepz=[10])
