@@ -42,6 +42,37 @@ from .types import (
 
 __version__ = "0.1.0"
 
+# The engine, run log, analysis and panels load on first use, so `import kandinsky_nb` stays fast and light
+# (no pandas, matplotlib, ipywidgets or httpx clients until they are needed; torch only with the local engine).
+_LAZY = {
+    "Session": "kandinsky_nb.engine",
+    "SweepPlan": "kandinsky_nb.engine",
+    "RunLog": "kandinsky_nb.runlog",
+    "contact_sheet": "kandinsky_nb.analysis",
+    "RunwareBackend": "kandinsky_nb.backends.runware",
+    "LocalBackend": "kandinsky_nb.backends.local",
+    "GeneratePanel": "kandinsky_nb.ui",
+    "Gallery": "kandinsky_nb.ui",
+    "SweepPanel": "kandinsky_nb.ui",
+    "CostPanel": "kandinsky_nb.ui",
+    "show_generation": "kandinsky_nb.ui",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kandinsky_nb' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -52,6 +83,9 @@ __all__ = [
     "BackendError",
     "BudgetExceededError",
     "ConfigurationError",
+    "CostPanel",
+    "Gallery",
+    "GeneratePanel",
     "GeneratedImage",
     "Generation",
     "ImageInferenceRequest",
@@ -59,6 +93,7 @@ __all__ = [
     "ImageRef",
     "InsufficientCreditsError",
     "KandinskyNBError",
+    "LocalBackend",
     "Lora",
     "MissingDependencyError",
     "PermissionDeniedError",
@@ -66,13 +101,20 @@ __all__ = [
     "RateLimitError",
     "RequestValidationError",
     "ResponseValidationError",
+    "RunLog",
     "RunLogError",
+    "RunwareBackend",
     "Safety",
     "ServerError",
+    "Session",
     "SweepError",
+    "SweepPanel",
+    "SweepPlan",
     "TaskError",
     "UnsupportedByEngineError",
     "WireError",
     "__version__",
+    "contact_sheet",
+    "show_generation",
     "spec",
 ]

@@ -49,3 +49,14 @@ def demo_backend(demo_weights):
     backend = LocalBackend.demo(demo_weights)
     yield backend
     backend.close()
+
+
+def pytest_configure(config):
+    # Notebook kernels (nbval) inherit this process's environment: give them a throwaway home and no Runware key,
+    # so a CI run never writes to ~/.kandinsky_nb and never reaches the cloud.
+    import os
+    import tempfile
+
+    os.environ["KANDINSKY_NB_HOME"] = tempfile.mkdtemp(prefix="kandinsky-nb-test-home-")
+    for name in ("RUNWARE_API_KEY", "RUNWARE_BASE_URL", "KANDINSKY_NB_ENGINE", "KANDINSKY_NB_WEIGHTS"):
+        os.environ.pop(name, None)

@@ -17,6 +17,7 @@ def test_public_names_are_exported_sorted_and_resolvable():
     for name in knb.__all__:
         assert hasattr(knb, name), name
     private = [n for n in knb.__all__ if n.startswith("_") and n != "__version__"]
+    assert "CostPanel" in dir(knb)
     assert not private
 
 

@@ -314,3 +314,12 @@ def test_effective_gives_model_defaults():
     assert request.effective("CFGScale") == 7
     assert request.effective("outputFormat") == "JPG"
     assert math.isclose(spec.list_price_estimate(1024, 1024), spec.LIST_PRICE_USD)
+
+
+def test_a_bad_field_does_not_hide_a_bad_size():
+    with pytest.raises(knb.RequestValidationError) as info:
+        Request(**base(width=1000, height=1000, CFGScale=12.0))
+    assert set(info.value.fields) == {"width/height", "CFGScale"}
+    with pytest.raises(knb.RequestValidationError) as info:
+        Request(**base(width=1280, steps=5))
+    assert set(info.value.fields) == {"height", "steps"}

@@ -63,6 +63,20 @@ def _uuid_v4(value: str) -> str:
     return value
 
 
+def size_problems(width: Any, height: Any, explicit: set[str] | frozenset[str]) -> list[FieldProblem]:
+    """The size rules: width and height together, and only the 7 supported pairs (naming the nearest one)."""
+    if ("width" in explicit) != ("height" in explicit):
+        given, other = ("width", "height") if "width" in explicit else ("height", "width")
+        return [FieldProblem(other, None, sizes_text(), f"must be given together with {given}")]
+    if not (type(width) is int and type(height) is int) or spec.size_for(width, height) is not None:
+        return []  # a wrongly typed width/height is reported by its field check
+    nearest = spec.nearest_size(width, height)
+    on_grid = width % spec.SIZE_STEP == 0 and height % spec.SIZE_STEP == 0
+    step_note = "" if on_grid else f"; both must be multiples of {spec.SIZE_STEP}"
+    message = f"is not a supported size{step_note}; the nearest is {nearest} ({nearest.label})"
+    return [FieldProblem("width/height", f"{width}x{height}", sizes_text(), message)]
+
+
 def new_task_uuid() -> str:
     return str(uuid.uuid4())
 
@@ -82,14 +96,28 @@ class _Strict(BaseModel):
         try:
             super().__init__(**data)
         except pydantic.ValidationError as exc:
-            raise to_request_error(exc, _FIELDS_OF, self._spec_key) from None
+            raise self._refused(exc, data) from None
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
         try:
             return super().model_validate(obj, **kwargs)
         except pydantic.ValidationError as exc:
-            raise to_request_error(exc, _FIELDS_OF, cls._spec_key) from None
+            raise cls._refused(exc, obj) from None
+
+    @classmethod
+    def _refused(cls, exc: pydantic.ValidationError, data: Any) -> RequestValidationError:
+        error = to_request_error(exc, _FIELDS_OF, cls._spec_key)
+        extra = cls._raw_problems(data) if isinstance(data, dict) else []
+        known = set(error.fields)
+        extra = [p for p in extra if p.field not in known]
+        return RequestValidationError([*error.problems, *extra]) if extra else error
+
+    @classmethod
+    def _raw_problems(cls, data: dict[str, Any]) -> list[FieldProblem]:
+        """Cross-field problems found on the raw input, so that one bad field does not hide them (pydantic runs
+        after-validators only when every field passed)."""
+        return []
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes, **kwargs: Any) -> Self:
@@ -317,28 +345,15 @@ class ImageInferenceRequest(_Strict):
 
     IMAGE_INPUT_FIELDS: ClassVar[tuple[str, ...]] = ("seedImage", "strength", "referenceImages")
 
+    @classmethod
+    def _raw_problems(cls, data: dict[str, Any]) -> list[FieldProblem]:
+        default = spec.DEFAULT_SIZE
+        return size_problems(data.get("width", default.width), data.get("height", default.height), set(data))
+
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Self:
         problems: list[FieldProblem] = []
-        explicit = self.model_fields_set
-        if ("width" in explicit) != ("height" in explicit):
-            given, other = ("width", "height") if "width" in explicit else ("height", "width")
-            problems.append(FieldProblem(other, None, sizes_text(), f"must be given together with {given}"))
-        elif spec.size_for(self.width, self.height) is None:
-            nearest = spec.nearest_size(self.width, self.height)
-            step_note = (
-                ""
-                if self.width % spec.SIZE_STEP == 0 and self.height % spec.SIZE_STEP == 0
-                else f"; both must be multiples of {spec.SIZE_STEP}"
-            )
-            problems.append(
-                FieldProblem(
-                    "width/height",
-                    f"{self.width}x{self.height}",
-                    sizes_text(),
-                    f"is not a supported size{step_note}; the nearest is {nearest} ({nearest.label})",
-                )
-            )
+        problems.extend(size_problems(self.width, self.height, self.model_fields_set))
         if self.ttl is not None and self.outputType not in (None, "URL"):
             problems.append(
                 FieldProblem(

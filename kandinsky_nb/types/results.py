@@ -126,6 +126,13 @@ class Generation:
     def seeds(self) -> list[int | None]:
         return [image.seed for image in self.images]
 
+    def _repr_html_(self) -> str:
+        # Thumbnails with seed, cost and latency when a Generation ends a notebook cell. The HTML builder lives in the
+        # ui layer; importing it here, lazily, keeps this module free of display code.
+        from ..ui.display import generation_repr_html
+
+        return generation_repr_html(self)
+
     def __repr__(self) -> str:
         demo = ", demo weights" if self.demo else ""
         return (
