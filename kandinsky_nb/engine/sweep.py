@@ -421,6 +421,11 @@ class SweepPlan:
         workers = max(1, min(concurrency or self.session.concurrency, len(todo) or 1))
         bar = self._progress(len(todo), progress)
         try:
+            # The first cell runs alone: a key or connection problem then shows once rather than once per worker,
+            # and an engine that opens its connection lazily opens it from one thread.
+            if todo and workers > 1:
+                self._tally(report, todo[0], self._cell_sync(todo[0], report), bar)
+                todo = todo[1:]
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kandinsky-nb-sweep") as pool:
                 futures = {pool.submit(self._cell_sync, item, report): item for item in todo}
                 try:

@@ -247,7 +247,10 @@ class RunLog:
         wire = request.to_wire()
         finished = _now()
         statements = []
+        # The local engine reports its measured seconds; other engines may report gpu_seconds.
         gpu_seconds = generation.details.get("gpu_seconds")
+        if gpu_seconds is None and generation.engine == "local":
+            gpu_seconds = generation.details.get("seconds")
         for index, image in enumerate(generation.images):
             seed = image.seed if image.seed is not None else request.seed
             params = {
