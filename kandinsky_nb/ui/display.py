@@ -44,7 +44,7 @@ STYLE = """<style>
 .knb-gen .knb-tiles{display:flex;flex-wrap:wrap;gap:8px}
 .knb-tile{display:inline-flex;flex-direction:column;align-items:center;margin:0}
 .knb-tile img{border:1px solid #ccc;border-radius:3px;max-width:100%}
-.knb-caption{color:#444;font-size:11px;text-align:center;max-width:260px;word-break:break-all}
+.knb-caption{color:#444;font-size:11px;text-align:center;max-width:260px;overflow-wrap:anywhere}
 .knb-demo{background:#fff3cd;color:#664d03;border-radius:3px;padding:1px 5px;font-size:11px}
 .knb-problems{color:#b00020;margin:2px 0;padding-left:16px;font-size:12px}
 .knb-json{font-family:var(--jp-code-font-family,monospace);font-size:11px;line-height:1.35;background:#f6f8fa;
@@ -63,7 +63,7 @@ def format_usd(value: float | None) -> str:
         return "$0"
     if abs(value) >= 0.01:
         return f"${value:.4f}"
-    return f"${value:.2g}" if abs(value) < 0.0001 else f"${value:.5f}"
+    return f"${value:.2g}" if abs(value) >= 0.0001 else f"${value:.1e}"
 
 
 def format_seconds(value: float | None) -> str:
@@ -123,7 +123,7 @@ def html_for_generation(generation: Generation, *, max_side: int = THUMBNAIL_SID
             ]
         )
         if generation.demo:
-            caption += f'<br><span class="knb-demo">{html.escape(DEMO_NOTE)}</span>'
+            caption += f'<br><span class="knb-demo" title="{html.escape(DEMO_NOTE)}">demo weights: noise</span>'
         tiles.append(html_for_image(image.data, caption, max_side=max_side, title=f"image {index + 1}"))
     head = (
         f"<div><b>{len(generation.images)} image{'s' if len(generation.images) != 1 else ''}</b> · "

@@ -200,6 +200,21 @@ def open_notebook_and_run_all(page, server: Server, notebook: str) -> None:  # t
     accept_kernel_dialog(page)
 
 
+def open_notebook7_and_run_all(page, server: Server, notebook: str) -> None:  # type: ignore[no-untyped-def]
+    """The same in Jupyter Notebook 7 (served by the same Jupyter server): its page has no status bar, so wait for
+    the toolbar's kernel name and an idle execution indicator."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server.base}/notebooks/{notebook}?token={TOKEN}")
+    page.locator(".jp-NotebookPanel").first.wait_for(state="visible")
+    expect(page.locator(".jp-KernelName, .jp-Toolbar-kernelName").first).to_contain_text("Python")
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first).to_be_attached()
+    accept_kernel_dialog(page)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    accept_kernel_dialog(page)
+
+
 def accept_kernel_dialog(page) -> None:  # type: ignore[no-untyped-def]
     dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
     if dialog.count():

@@ -13,3 +13,7 @@ def demo_session(demo_backend, tmp_path):
     yield session
     # The backend is shared by the whole test session: close only this session's run log.
     session.runs.close()
+
+
+# The browser-test notebook needs a prepared server (demo engine, its own home); nbval must not run it on its own.
+collect_ignore_glob = ["notebooks/*.ipynb"]
