@@ -105,7 +105,21 @@ class SweepPanel(widgets.VBox):
         self.concurrency = widgets.BoundedIntText(value=self.state.concurrency, min=1, max=32, description="in flight")
         self.summary = css(widgets.HTML(""), "knb-sweep-summary")
         self.problem_label = css(widgets.HTML(""), "knb-sweep-problems")
-        self.run_button = css(widgets.Button(description="Run", button_style="primary", icon="play"), "knb-sweep-run")
+        self.run_button = css(
+            widgets.Button(
+                description="Run / resume",
+                button_style="primary",
+                icon="play",
+                tooltip="runs every cell not done yet; cells already in the log are skipped",
+            ),
+            "knb-sweep-run",
+        )
+        self.sheet_button = css(
+            widgets.Button(description="Contact sheet", icon="th", tooltip="the labelled grid image of this sweep"),
+            "knb-sweep-sheet-button",
+        )
+        self.sheet_image = css(widgets.Image(format="png"), "knb-sweep-sheet")
+        self.sheet: Any = None
         self.cancel_button = css(widgets.Button(description="Cancel", icon="stop", disabled=True), "knb-sweep-cancel")
         self.progress = css(widgets.IntProgress(value=0, min=0, max=1, description="cells"), "knb-sweep-progress")
         self.progress_label = css(widgets.HTML(""), "knb-sweep-progress-label")
@@ -122,6 +136,7 @@ class SweepPanel(widgets.VBox):
             control.observe(self.errors.guard("Sweep form")(self._on_change), names="value")
         self.run_button.on_click(self.errors.guard("Run sweep")(lambda _b: self.run()))
         self.cancel_button.on_click(self.errors.guard("Cancel sweep")(lambda _b: self.cancel()))
+        self.sheet_button.on_click(self.errors.guard("Contact sheet")(lambda _b: self.contact_sheet()))
         super().__init__(
             children=[
                 widgets.HTML(STYLE),
@@ -134,6 +149,8 @@ class SweepPanel(widgets.VBox):
                 widgets.HBox([self.run_button, self.cancel_button, self.progress, self.progress_label]),
                 self.errors.widget,
                 self.grid,
+                self.sheet_button,
+                self.sheet_image,
             ],
             **box,
         )
@@ -204,6 +221,14 @@ class SweepPanel(widgets.VBox):
         self._begin(plan)
         self.task = run_in_background(lambda: self._arun(plan), lambda: self._run_now(plan))
         return self.task
+
+    def contact_sheet(self) -> Any:
+        """Draw the sweep's labelled contact sheet (``plan.grid()``: X across, Y down, failed cells as placeholders)."""
+        if self.plan is None:
+            raise ValueError("there is no valid sweep to draw; fix the problems shown above first.")
+        self.sheet = self.plan.grid()
+        self.sheet_image.value = self.sheet._repr_png_()
+        return self.sheet
 
     def cancel(self) -> None:
         """Stop starting new cells; cells in flight finish and are logged. Run again to resume the rest."""
