@@ -228,7 +228,7 @@ class LocalBackend:
     when available, else ``"cpu"``. ``demo_scale``: render at this fraction of the requested size (default
     :data:`DEMO_SCALE` for demo weights, 1 otherwise). ``gpu_hourly_usd``: the price of an hour of this machine;
     each image costs its measured seconds at that rate. ``cpu_threads``: torch intra-op threads while generating
-    (restored afterwards; default: torch's own setting, 1 for :meth:`demo`).
+    (restored afterwards; default: torch's own setting, 1 for demo weights).
 
     Thread-safe: pipeline calls are serialised by a lock. Pipelines load on first use.
     """
@@ -245,9 +245,15 @@ class LocalBackend:
         gpu_hourly_usd: float = DEFAULT_GPU_HOURLY_USD,
         cpu_threads: int | None = None,
     ) -> None:
-        self.cpu_threads = cpu_threads
         self.weights = resolve_weights(weights, i2i_weights)
         self.demo = self.weights.demo
+        if self.demo:
+            # The tiny demo model is faster on the CPU than a GPU round trip, and on one thread: more gain nothing,
+            # and on a busy machine (CI, Binder, notebooks side by side) competing intra-op threads made it ~8x
+            # slower (measured 0.22 s vs 1.7 s per image).
+            device = device or "cpu"
+            cpu_threads = cpu_threads or 1
+        self.cpu_threads = cpu_threads
         self.scale = float(demo_scale if demo_scale is not None else (DEMO_SCALE if self.demo else 1.0))
         if not 0 < self.scale <= 1:
             raise ValueError(f"demo_scale must be in (0, 1], not {self.scale}; use e.g. {DEMO_SCALE}")
@@ -261,10 +267,6 @@ class LocalBackend:
     @classmethod
     def demo(cls, folder: str | os.PathLike[str] | None = None, *, scale: float = DEMO_SCALE, **kwargs: Any):
         """The engine on demo weights (built offline on first use), at ``scale`` of the requested size."""
-        kwargs.setdefault("device", "cpu")  # the tiny model is faster on the CPU than a GPU round trip
-        # One thread: the tiny model gains nothing from more, and on a busy machine (CI, Binder, notebooks running
-        # side by side) competing intra-op threads make it up to ~8x slower (measured 0.22 s vs 1.7 s per image).
-        kwargs.setdefault("cpu_threads", 1)
         return cls(build_demo_weights(folder), demo_scale=scale, **kwargs)
 
     def __repr__(self) -> str:
@@ -336,6 +338,10 @@ class LocalBackend:
         return scheduler_class.from_config(base, **extra)
 
     # -- generation ------------------------------------------------------------------------------------------------
+    def check(self, request: ImageInferenceRequest) -> None:
+        """Raise UnsupportedByEngineError now if this engine would refuse the request (nothing is loaded or run)."""
+        plan_request(request)
+
     def generate(self, request: ImageInferenceRequest) -> Generation:
         plan = plan_request(request)
         torch, _ = import_local_stack()

@@ -1,0 +1,103 @@
+"""``kandinsky-nb generate``: one request on any engine; the images are written to files and logged in the run log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import spec
+
+_EXTENSIONS = {"JPG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+@click.command("generate")
+@click.argument("prompt")
+@click.option("--negative", "negative_prompt", help="Negative prompt (what to avoid).")
+@click.option("--width", type=int, help=f"Width in pixels (with --height); sizes: {', '.join(map(str, spec.SIZES))}.")
+@click.option("--height", type=int, help="Height in pixels (with --width).")
+@click.option("--steps", type=int, help=f"Denoising steps ({spec.LIMITS['steps'].describe()}).")
+@click.option("--cfg", "cfg_scale", type=float, help=f"CFGScale ({spec.LIMITS['CFGScale'].describe()}).")
+@click.option("--scheduler", type=click.Choice(spec.SCHEDULERS), help="Sampler name, as on the model page.")
+@click.option("--seed", type=int, help="Seed (image i of --n uses seed+i); random when not given.")
+@click.option("--n", "number_results", type=int, help="Number of images.")
+@click.option("--format", "output_format", type=click.Choice(spec.OUTPUT_FORMATS), default="PNG", show_default=True)
+@click.option("--quality", "output_quality", type=int, help="JPG/WEBP quality (20-99).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder the image files are written to.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "demo", "runware"]),
+    help="Where to run (default: from the environment: RUNWARE_API_KEY -> runware, KANDINSKY_NB_WEIGHTS -> local, "
+    "else demo). --weights implies local.",
+)
+@click.option("--weights", help="Local weights: a diffusers folder, a hub id, or 'demo'.")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Run-log folder.")
+def command(
+    prompt: str,
+    negative_prompt: str | None,
+    width: int | None,
+    height: int | None,
+    steps: int | None,
+    cfg_scale: float | None,
+    scheduler: str | None,
+    seed: int | None,
+    number_results: int | None,
+    output_format: str,
+    output_quality: int | None,
+    out: Path,
+    engine: str | None,
+    weights: str | None,
+    home: Path | None,
+) -> None:
+    """Generate images for PROMPT and write them to --out (one file per image)."""
+    from ..engine import Session, open_backend
+    from ..errors import KandinskyNBError
+
+    fields = {
+        "negativePrompt": negative_prompt,
+        "width": width,
+        "height": height,
+        "steps": steps,
+        "CFGScale": cfg_scale,
+        "scheduler": scheduler,
+        "seed": seed,
+        "numberResults": number_results,
+        "outputFormat": output_format,
+        "outputQuality": output_quality,
+    }
+    fields = {name: value for name, value in fields.items() if value is not None}
+    if weights is not None and engine not in (None, "local"):
+        raise click.UsageError("--weights applies to the local engine only; drop --engine or use --engine local")
+    try:
+        if engine == "runware":
+            from ..backends.runware import RunwareBackend  # the cloud engine loads only when asked for
+
+            backend = RunwareBackend()
+        elif weights is not None or engine == "local":
+            backend = open_backend("local", weights=weights)
+        else:
+            backend = open_backend(engine, home=home)
+        with Session(backend, home=home) as session:
+            generation = session.generate(prompt, **fields)
+    except KandinskyNBError as exc:
+        raise click.ClickException(str(exc)) from exc
+    out.mkdir(parents=True, exist_ok=True)
+    extension = _EXTENSIONS[output_format]
+    for image in generation.images:
+        path = out / f"k5-{image.seed}-{(image.image_uuid or '')[:8]}.{extension}"
+        path.write_bytes(image.data)
+        cost = f"  cost ${image.cost:.6f}" if image.cost is not None else ""
+        click.echo(f"{path}  seed {image.seed}{cost}")
+    details = generation.details
+    scheduler_note = details.get("scheduler", {}) if isinstance(details.get("scheduler"), dict) else {}
+    click.echo(f"engine {generation.engine}  {generation.latency_s:.2f} s  {len(generation.images)} image(s)")
+    if scheduler_note.get("remapped"):
+        click.echo(f"scheduler {scheduler_note['name']}: {scheduler_note['note']}")
+    if generation.demo:
+        click.echo("DEMO WEIGHTS: images are noise (set KANDINSKY_NB_WEIGHTS or RUNWARE_API_KEY for real images)")
