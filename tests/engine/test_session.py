@@ -142,3 +142,30 @@ def test_estimate_uses_list_price_then_the_fitted_model(server):
         fitted = session.estimate(positivePrompt="a red fox in snow", steps=30, width=1280, height=768)
         assert fitted.cost_source.startswith("fitted to 4 logged runware runs")
         assert fitted.cost_usd == pytest.approx(spec.list_price_estimate(1280, 768, 30), rel=1e-6)
+
+
+async def test_sync_sweep_runs_inside_a_running_event_loop(server, tmp_path):
+    _, url, state = server
+    async with Session(runware(url), home=tmp_path) as session:
+        report = session.sweep("a red fox in snow", steps=[10, 20], seed=[1, 2]).run(progress=False)
+    assert report.ok == 4 and len(state.generations) == 4
+
+
+@pytest.mark.local
+def test_demo_engine_runs_are_marked_and_priced_by_gpu_seconds(demo_backend, tmp_path):
+    from kandinsky_nb.runlog import read_embedded_params
+
+    session = Session(demo_backend, home=tmp_path)
+    assert "images are noise" in repr(session)
+    result = session.generate("a red fox in snow", steps=10, seed=3, outputFormat="PNG")
+    [row] = session.runs.get(result.task_uuid)
+    assert row["demo"] == 1 and row["engine"] == "local"
+    assert row["gpu_seconds"] > 0 and row["cost_usd"] > 0
+    params = read_embedded_params(session.runs.image_path(row))
+    assert params["demo"] is True and "noise" in params["note"]
+    # The local engine refuses what it cannot honour at plan time, before anything runs.
+    from kandinsky_nb.errors import UnsupportedByEngineError
+
+    with pytest.raises(UnsupportedByEngineError):
+        session.sweep("a red fox in snow", scheduler="Euler,DDIM")
+    assert len(session.runs) == 1
