@@ -20,7 +20,7 @@ import itertools
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -262,6 +262,7 @@ class SweepPlan:
         self.cells = cells
         self.definition = definition
         self._cancel = threading.Event()
+        self._on_cell: Callable[[SweepReport], None] | None = None
 
     # -- looking at it ----------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -378,7 +379,10 @@ class SweepPlan:
         """Stop starting new cells; cells not yet started stay pending and a later run resumes them."""
         self._cancel.set()
 
-    def _prepare(self, retry_failed: bool) -> tuple[list[_Todo], SweepReport]:
+    def _prepare(
+        self, retry_failed: bool, on_cell: Callable[[SweepReport], None] | None = None
+    ) -> tuple[list[_Todo], SweepReport]:
+        self._on_cell = on_cell
         earlier = self.session.runs.register_sweep(self.name, self.definition)
         _check_same_sweep(self.name, earlier, self.definition)
         todo, done = self._todo(retry_failed)
@@ -394,6 +398,11 @@ class SweepPlan:
         return tqdm(total=total, desc=f"sweep {self.name}{demo}", unit="cell", disable=not enabled, leave=True)
 
     def _tally(self, report: SweepReport, item: _Todo, outcome: Any, bar: Any) -> None:
+        self._tally_only(report, item, outcome, bar)
+        if self._on_cell is not None:
+            self._on_cell(report)
+
+    def _tally_only(self, report: SweepReport, item: _Todo, outcome: Any, bar: Any) -> None:
         if outcome == "not run":
             report.not_run += 1
             return
@@ -412,11 +421,19 @@ class SweepPlan:
         bar.update(1)
         bar.set_postfix_str(f"ok {report.ok}, failed {report.failed}, ${self.session.budget.spent:.4f}", refresh=False)
 
-    def run(self, concurrency: int | None = None, *, retry_failed: bool = True, progress: bool = True) -> SweepReport:
+    def run(
+        self,
+        concurrency: int | None = None,
+        *,
+        retry_failed: bool = True,
+        progress: bool = True,
+        on_cell: Callable[[SweepReport], None] | None = None,
+    ) -> SweepReport:
         """Run every unfinished cell with up to ``concurrency`` requests in flight (threads over the engine's sync
         API, so it works inside Jupyter's running loop). A failed cell does not stop the sweep; a budget refusal
-        stops starting new cells. Ctrl-C / interrupt: in-flight cells finish and are logged, the rest stay pending."""
-        todo, report = self._prepare(retry_failed)
+        stops starting new cells. Ctrl-C / interrupt: in-flight cells finish and are logged, the rest stay pending.
+        ``on_cell(report)`` is called after each cell (panels update their own progress from it)."""
+        todo, report = self._prepare(retry_failed, on_cell)
         spent_before = self.session.budget.spent
         workers = max(1, min(concurrency or self.session.concurrency, len(todo) or 1))
         bar = self._progress(len(todo), progress)
@@ -458,11 +475,16 @@ class SweepPlan:
             return exc
 
     async def arun(
-        self, concurrency: int | None = None, *, retry_failed: bool = True, progress: bool = True
+        self,
+        concurrency: int | None = None,
+        *,
+        retry_failed: bool = True,
+        progress: bool = True,
+        on_cell: Callable[[SweepReport], None] | None = None,
     ) -> SweepReport:
         """The async twin of :meth:`run` (the engine's async API; asyncio tasks bounded by a semaphore). Cancelling
         the awaiting task cancels in-flight cells: they are logged ``cancelled`` and a later run looks them up."""
-        todo, report = self._prepare(retry_failed)
+        todo, report = self._prepare(retry_failed, on_cell)
         spent_before = self.session.budget.spent
         gate = asyncio.Semaphore(max(1, concurrency or self.session.concurrency))
         bar = self._progress(len(todo), progress)

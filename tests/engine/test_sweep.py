@@ -128,8 +128,10 @@ async def test_arun_bounds_concurrency_and_logs_every_cell(server, tmp_path):
     engine.delay = 0.05
     async with Session(runware(url), home=tmp_path) as session:
         plan = session.sweep(PROMPT, steps=[10, 20, 30], seed="1-4")
-        report = await plan.arun(concurrency=3, progress=False)
+        seen: list[int] = []
+        report = await plan.arun(concurrency=3, progress=False, on_cell=lambda so_far: seen.append(so_far.ok))
         assert report.ok == 12
+        assert seen == list(range(1, 13))  # a panel's progress callback sees every cell
         assert engine.max_in_flight <= 3
         assert plan.status() == {"ok": 12}
         assert len(set(plan.df["task_uuid"])) == 12
