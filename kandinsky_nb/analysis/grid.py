@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.sweep import resolve_axis
 from ..errors import SweepError
+from ..runlog.store import UNANSWERED
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -268,11 +269,7 @@ def contact_sheet(
                 box = (x0, y0, x0 + cell, y0 + cell)
                 key = tuple(v for v, a in ((xv, x), (yv, y)) if a) + tuple(block)
                 row = index.get(key)
-                status = (
-                    "missing"
-                    if row is None
-                    else ("pending" if row["status"] in ("submitted", "cancelled") else row["status"])
-                )
+                status = "missing" if row is None else ("pending" if row["status"] in UNANSWERED else row["status"])
                 thumb = _thumbnail(row.get("image_path"), cell) if row is not None and status == "ok" else None
                 if thumb is not None:
                     sheet.paste(thumb, (x0 + (cell - thumb.width) // 2, y0 + (cell - thumb.height) // 2))

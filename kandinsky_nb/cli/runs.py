@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from ..runlog.store import STATUSES
+
 _home = click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
@@ -33,7 +35,7 @@ def _where(sweep: str | None, status: str | None) -> tuple[str, list[str]]:
 @command.command("list")
 @_home
 @click.option("--sweep", help="Only this sweep.")
-@click.option("--status", type=click.Choice(["submitted", "ok", "failed", "cancelled"]), help="Only this status.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
 @click.option("--limit", type=int, default=20, show_default=True, help="Show the last N rows.")
 def list_runs(home: Path | None, sweep: str | None, status: str | None, limit: int) -> None:
     """The latest rows of the log."""
@@ -73,7 +75,7 @@ def show(home: Path | None, key: str) -> None:
     "--format", "fmt", type=click.Choice(["parquet", "csv"]), default=None, help="Default: from PATH's extension."
 )
 @click.option("--sweep", help="Only this sweep.")
-@click.option("--status", type=click.Choice(["submitted", "ok", "failed", "cancelled"]), help="Only this status.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def export(home: Path | None, fmt: str | None, sweep: str | None, status: str | None, path: Path) -> None:
     """Write the log (or one sweep) to Parquet or CSV."""

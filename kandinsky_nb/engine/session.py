@@ -206,7 +206,8 @@ class Session:
     def _fail(self, attempt: _Attempt, error: BaseException) -> None:
         if isinstance(error, Exception):
             # A refused request is not billed. Without an answer (a dropped connection, a poll timeout) it may have
-            # run, so the hold stays counted as spent: the cap errs on the safe side.
+            # run: the hold stays counted as spent (the cap errs on the safe side) and the row says "unanswered", so
+            # a resume looks the task up by its taskUUID instead of paying for it again.
             unanswered = isinstance(error, APIConnectionError | PollTimeoutError)
             self.budget.settle(attempt.reservation, None if unanswered else 0.0)
             self.runs.record_failure(
@@ -217,6 +218,7 @@ class Session:
                 latency_s=time.perf_counter() - attempt.started,
                 sweep_id=attempt.sweep_id,
                 sweep_cell=attempt.sweep_cell,
+                unanswered=unanswered,
             )
         else:  # cancelled (CancelledError, KeyboardInterrupt): the answer may still come; a resume looks it up
             self.budget.settle(attempt.reservation, None)

@@ -6,7 +6,9 @@ Layout of the folder (``Session(home=...)``, else ``$KANDINSKY_NB_HOME``, else `
     images/ab/<sha256>.<ext>   each image once, with its request parameters embedded in the file
 
 Rows move through ``submitted`` (written BEFORE the request is sent, with its taskUUID and exact request JSON, so a
-crash leaves a record that can be resumed) to ``ok``, ``failed`` or ``cancelled``. Several processes may write one
+crash leaves a record that can be resumed) to ``ok``, ``failed``, ``cancelled`` (the caller stopped waiting) or
+``unanswered`` (an error left the outcome unknown: a dropped connection, a poll timeout); the last two, like a bare
+``submitted``, are looked up by taskUUID before anything is sent again. Several processes may write one
 log: every write is one short ``BEGIN IMMEDIATE`` transaction and waits up to ``busy_timeout`` for the lock.
 """
 
@@ -33,9 +35,10 @@ if TYPE_CHECKING:
 __all__ = ["DB_NAME", "STATUSES", "RunLog", "error_fields", "request_row_fields"]
 
 DB_NAME = "runs.db"
-STATUSES = ("submitted", "ok", "failed", "cancelled")
+STATUSES = ("submitted", "ok", "failed", "cancelled", "unanswered")
 # Statuses of a request that may have reached the engine without its answer reaching the log: resume them by taskUUID.
-UNANSWERED = ("submitted", "cancelled")
+# "unanswered" is a request whose error says the outcome is unknown (a dropped connection, a poll timeout).
+UNANSWERED = ("submitted", "cancelled", "unanswered")
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -298,12 +301,14 @@ class RunLog:
         latency_s: float | None = None,
         sweep_id: str | None = None,
         sweep_cell: str | None = None,
+        unanswered: bool = False,
     ) -> int:
-        """Mark a request ``failed`` with its error type, code and message (and the wire error, when there is one)."""
+        """Mark a request ``failed`` with its error type, code and message (and the wire error, when there is one);
+        ``unanswered=True`` records the error but marks the outcome unknown, so a resume looks the task up first."""
         wire_error = getattr(error, "error", None) or getattr(error, "body", None)
         values = self._row(
             request,
-            status="failed",
+            status="unanswered" if unanswered else "failed",
             finished_utc=_now(),
             engine=engine,
             demo=demo,

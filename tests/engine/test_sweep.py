@@ -243,3 +243,20 @@ def test_a_submitted_but_unanswered_cell_is_fetched_by_its_task_uuid(session, se
     assert state.generations[cell.request.taskUUID] == 1
     [row] = session.runs.get(cell.request.taskUUID)
     assert row["status"] == "ok" and row["sweep_cell"] == cell.key
+
+
+def test_a_poll_timeout_is_unanswered_then_fetched_not_paid_again(tmp_path):
+    engine = PricedEngine(delay=0.6)
+    with served(engine) as (url, state), Session(runware(url, poll_timeout=0.2), home=tmp_path) as session:
+        plan = session.sweep(PROMPT, name="slow", steps=[10], deliveryMethod="async")
+        report = plan.run(progress=False)
+        assert report.failed == 1
+        [row] = plan.df.to_dict("records")
+        assert (row["status"], row["error_type"]) == ("unanswered", "PollTimeoutError")
+        assert plan.status() == {"pending": 1}
+        assert session.budget.spent > 0  # it may have run: the hold stays counted
+        time.sleep(0.8)  # the engine finishes the task
+        again = plan.run(progress=False)
+        assert (again.resumed, again.ok) == (1, 1)
+        assert plan.status() == {"ok": 1}
+    assert list(state.generations.values()) == [1]
