@@ -38,6 +38,7 @@ NOTEBOOK = Path(__file__).parent / "notebooks" / "panels_demo.ipynb"
 NOTEBOOK7_SHELL_NOISE = re.compile(r"filebrowser:open-path|reading 'schema'")
 # Generous for a loaded 2-core machine; a healthy run takes a fraction of it.
 TIMEOUT_MS = 90_000
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture
@@ -61,8 +62,8 @@ def browser():
         chromium.close()
 
 
-def _new_page(browser):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+def _new_page(browser, height: int = 1000):
+    page = browser.new_page(viewport={"width": 1280, "height": height})
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -92,6 +93,12 @@ def test_jupyterlab_and_notebook7_generate_gallery_and_sweep(served_folder, brow
         page, page_errors = _new_page(browser)
         open_notebook_and_run_all(page, server, NOTEBOOK.name)
         _generate_from_the_panel(page, "a red fox in snow")
+        # The click ran as an asyncio task on the kernel's loop (not synchronously): re-run the last cell to ask.
+        last_cell = page.locator(".jp-CodeCell").nth(page.locator(".jp-CodeCell").count() - 1)
+        expect(last_cell.locator(".jp-OutputArea-output")).to_contain_text("generate task: none")
+        last_cell.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Control+Enter")  # run in place (Shift+Enter would add a cell below)
+        expect(last_cell.locator(".jp-OutputArea-output")).to_contain_text("generate task: done")
         screenshot(page, "lab_generate_panel_page")
         page.locator(".knb-generate-panel").screenshot(path=str(screenshot_path("generate_panel")))
 
@@ -128,10 +135,10 @@ def test_jupyterlab_and_notebook7_generate_gallery_and_sweep(served_folder, brow
 def test_voila_renders_the_panel_and_generates(served_folder, browser):
     root, env = served_folder
     with voila(root / NOTEBOOK.name, env) as server:
-        page, page_errors = _new_page(browser)
+        page, page_errors = _new_page(browser, height=1500)  # tall: the README screenshot shows form and result
         page.goto(f"{server.base}/")
         _generate_from_the_panel(page, "a lighthouse at dusk")
-        screenshot(page, "voila_generate_panel", full_page=True)
+        screenshot(page, "voila_generate_panel")
         page.close()
     assert not page_errors, page_errors
 
