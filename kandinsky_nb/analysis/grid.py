@@ -280,7 +280,10 @@ def contact_sheet(
                     draw.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), fill=fill, outline=(160, 160, 160))
                     text = status
                     if status == "failed" and row is not None:
-                        text = f"failed\n{row.get('error_code') or row.get('error_type') or ''}".strip()
+                        code = _fit_text(
+                            draw, str(row.get("error_code") or row.get("error_type") or ""), font, cell - 4
+                        )
+                        text = f"failed\n{code}".strip()
                     draw.multiline_text(
                         (x0 + cell // 2, y0 + cell // 2), text, fill="black", font=font, anchor="mm", align="center"
                     )

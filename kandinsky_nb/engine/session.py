@@ -306,13 +306,14 @@ class Session:
     # -- sweeps -------------------------------------------------------------------------------------------------
     def sweep(
         self,
-        prompt: str | None = None,
+        prompt: str | list[str] | None = None,
         *,
         name: str | None = None,
         request: ImageInferenceRequest | None = None,
         **axes: Any,
     ) -> SweepPlan:
-        """Plan a sweep: a base request (``prompt``/``request``) and axes over its fields, each a list or an
+        """Plan a sweep: a base request (``prompt``, or a list of prompts as an axis; ``request``) and axes over its
+        fields, each a list or an
         A1111-style range string (``steps="10-50 (+10)"``, ``CFGScale="3,5,7"``, ``scheduler="Euler,UniPC"``,
         ``size=["1280x768", "1K (1:1)"]``). Scalars fix a field for every cell. Every cell is validated now."""
         from .sweep import plan_sweep

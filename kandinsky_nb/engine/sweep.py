@@ -569,13 +569,18 @@ def _check_same_sweep(name: str, earlier: dict[str, Any] | None, definition: dic
 
 def plan_sweep(
     session: Session,
-    prompt: str | None,
+    prompt: str | list[str] | tuple[str, ...] | None,
     *,
     name: str | None,
     request: ImageInferenceRequest | None,
     axes: dict[str, Any],
 ) -> SweepPlan:
-    """Build and validate a :class:`SweepPlan` (nothing is sent)."""
+    """Build and validate a :class:`SweepPlan` (nothing is sent). A list of prompts is a prompt axis."""
+    if isinstance(prompt, list | tuple):
+        if any(resolve_axis(key) == "positivePrompt" for key in axes):
+            raise SweepError("prompts are given twice (a list and a positivePrompt axis); give them once")
+        axes = {"positivePrompt": list(prompt), **axes}
+        prompt = None
     parsed, fixed = _parse_axes(axes)
     if prompt is None and request is None and not any(a.name == "positivePrompt" for a in parsed):
         raise SweepError("a sweep needs a prompt: sweep('a red fox', ...), request=..., or a positivePrompt axis")

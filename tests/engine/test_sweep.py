@@ -67,6 +67,14 @@ def test_size_accelerator_and_prompt_axes(session):
     assert [a.name for a in plan.varied] == ["size", "acceleratorOptions.teaCacheDistance", "negativePrompt"]
 
 
+def test_a_list_of_prompts_is_a_prompt_axis(session):
+    plan = session.sweep(["a red fox", "a blue whale"], steps=[10, 20])
+    assert [a.name for a in plan.varied] == ["positivePrompt", "steps"]
+    assert {c.request.positivePrompt for c in plan} == {"a red fox", "a blue whale"}
+    with pytest.raises(SweepError, match="given twice"):
+        session.sweep(["a red fox", "a blue whale"], positivePrompt=["a cat"])
+
+
 def test_unnamed_sweeps_share_one_seed_derived_from_their_definition(session):
     plan = session.sweep(PROMPT, steps=[10, 20])
     again = session.sweep(PROMPT, steps=[10, 20])
