@@ -104,3 +104,32 @@ def test_cli_generate_refusal_is_a_clean_error(tmp_path, demo_weights):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert "DDIM" in result.output and "Euler" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("missing", ["torch", "diffusers"])
+def test_missing_local_extra_names_the_extra(missing, tmp_path):
+    """Without torch or diffusers installed (simulated in a fresh interpreter), using the engine says which extra to
+    install instead of failing with a bare ImportError."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+sys.modules[{missing!r}] = None  # what an interpreter without the package sees on import
+from kandinsky_nb.backends.local import LocalBackend, build_demo_weights
+from kandinsky_nb.errors import MissingDependencyError
+from kandinsky_nb.types import ImageInferenceRequest
+for attempt in (lambda: LocalBackend("someone/weights").generate(ImageInferenceRequest(positivePrompt="a fox")),
+                lambda: build_demo_weights(sys.argv[1])):
+    try:
+        attempt()
+    except MissingDependencyError as exc:
+        assert exc.extra == "local" and {missing!r} in str(exc), exc
+        print("ok", exc)
+    else:
+        raise SystemExit("no MissingDependencyError")
+"""
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "w")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ok ") == 2
+    assert "pip install 'kandinsky-nb[local]'" in result.stdout

@@ -291,8 +291,22 @@ class LocalBackend:
         if self._closed:
             raise BackendError("this LocalBackend is closed; create a new one")
         if kind not in self._pipelines:
+            if self.device.startswith("cuda") and self._pipelines:
+                # Each real pipeline holds a 6B transformer plus a 7B text encoder (~30 GB in bf16): keep one resident
+                # on the GPU, so switching between text to image and editing reloads instead of running out of memory.
+                self._release_pipelines()
             self._pipelines[kind] = self._load(kind)
         return self._pipelines[kind]
+
+    def _release_pipelines(self) -> None:
+        self._pipelines.clear()
+        if self.device.startswith("cuda"):
+            import gc
+
+            import torch
+
+            gc.collect()
+            torch.cuda.empty_cache()
 
     def _load(self, kind: str) -> Any:
         torch, diffusers = import_local_stack()
@@ -468,7 +482,8 @@ class LocalBackend:
 
     def close(self) -> None:
         with self._lock:
-            self._pipelines.clear()
+            if self._pipelines:
+                self._release_pipelines()
             self._closed = True
 
     async def aclose(self) -> None:
