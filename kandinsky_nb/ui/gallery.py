@@ -123,7 +123,14 @@ class Gallery(widgets.VBox):
         )
         self.detail_params = css(widgets.HTML(""), "knb-detail-params")
         self.reuse_button = css(
-            widgets.Button(description="Reuse these parameters", icon="share", disabled=True), "knb-reuse"
+            widgets.Button(
+                description="Reuse these parameters",
+                icon="share",
+                disabled=True,
+                layout=widgets.Layout(width="240px"),
+                tooltip="fill the GeneratePanel with this image's request, its seed included",
+            ),
+            "knb-reuse",
         )
         self.panel_area = widgets.VBox([])
         self.detail = css(
@@ -145,6 +152,10 @@ class Gallery(widgets.VBox):
             **box_kwargs,
         )
         css(self, "knb-gallery")
+        self.detail.layout.display = "none"  # until an image is opened
+        if panel is not None:
+            # New images from that panel appear here without a click on Refresh.
+            panel.on_generation(lambda _generation: self.errors.guard("Refresh")(self.refresh)())
         self.errors.guard("Gallery")(self.refresh)()
 
     # -- public API --------------------------------------------------------------------------------------------
@@ -190,6 +201,7 @@ class Gallery(widgets.VBox):
             params["note"] = DEMO_NOTE
         self.detail_params.value = html_for_params(params)
         self.reuse_button.disabled = False
+        self.detail.layout.display = None
 
     def reuse(self) -> GeneratePanel:
         """Put the opened image's parameters (seed included) into the GeneratePanel, opening one if needed."""

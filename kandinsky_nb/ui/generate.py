@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
@@ -75,6 +76,7 @@ class GeneratePanel(widgets.VBox):
         self.running = False
         self.ignored_clicks = 0
         self.generations: list[Generation] = []
+        self._listeners: list[Callable[[Generation], Any]] = []
         self.errors = ErrorArea("knb-generate-errors")
         self._syncing = False
         self._latency_per_unit: float | None = None  # seconds per (megapixel x step x image), measured here
@@ -107,6 +109,10 @@ class GeneratePanel(widgets.VBox):
         self.state = st.state_from_request(request)
         self._write_widgets()
         self._refresh()
+
+    def on_generation(self, callback: Callable[[Generation], Any]) -> None:
+        """Call ``callback(generation)`` after each successful Generate (a Gallery uses it to refresh itself)."""
+        self._listeners.append(callback)
 
     def code(self) -> str:
         """Python that reproduces the current request ("" while the form is invalid)."""
@@ -632,6 +638,11 @@ class GeneratePanel(widgets.VBox):
         self.results.value = "".join(
             html_for_generation(g, style=False) + "<hr>" for g in reversed(self.generations[-_RESULTS_SHOWN:])
         )
+        for callback in self._listeners:
+            try:
+                callback(generation)
+            except Exception as exc:  # a listener's failure is shown, and never undoes the generation
+                self.errors.show(exc, "after Generate")
 
 
 def _work_units(request: ImageInferenceRequest) -> float:

@@ -89,8 +89,9 @@ async def test_gallery_shows_a_slice_opens_an_image_and_reuse_reproduces_it(demo
     panel.generate_button.click()
     await panel.task
 
-    gallery = Gallery(demo_session)
+    gallery = Gallery(demo_session, panel=panel)
     assert len(gallery.grid.children) == 3
+    assert gallery.detail.layout.display == "none"  # nothing opened yet
     gallery.query_box.value = "steps == 12"
     assert len(gallery.grid.children) == 2 and len(gallery.state.shown_ids) == 2
     gallery.query_box.value = "no_such_column > 1"
@@ -102,12 +103,17 @@ async def test_gallery_shows_a_slice_opens_an_image_and_reuse_reproduces_it(demo
     assert gallery.detail_image.value == Path(row["image_path"]).read_bytes()
     assert f"{row['seed']}" in gallery.detail_params.value
 
+    assert gallery.detail.layout.display is None
     target = GeneratePanel(demo_session)
     gallery.panel = target
     gallery.reuse_button.click()
     assert target.request.seed == row["seed"] and target.request.steps == 10
     target.generate_button.click()
     again = await target.task
+    assert len(gallery.grid.children) == 1  # the reused run came from another panel: not followed
+    panel.generate()  # the gallery follows its own panel: a Generate there refreshes it without a click
+    await panel.task
+    assert len(gallery.grid.children) == 2  # query "steps == 10": the refresh picked up the reused run
     # Same parameters, same seed, same engine: the same pixels (the stored file also carries embedded metadata).
     from PIL import Image, ImageChops
 
