@@ -524,7 +524,16 @@ class GeneratePanel(widgets.VBox):
             f"{self.request.effective('numberResults')} image(s))"
             + (f" · about {format_seconds(seconds)}" if seconds is not None else "")
             + f" <small>· the seed is {'drawn by the engine' if self.request.seed is None else 'fixed'}</small>"
+            + self._budget_html(cost)
         )
+
+    def _budget_html(self, cost: float) -> str:
+        budget = getattr(self._session, "budget", None)
+        if budget is None or budget.cap is None:
+            return ""
+        left = budget.left
+        warning = " — <b>not enough for this request</b>" if left is not None and cost > left else ""
+        return f"<br><small>Budget: {format_usd(budget.spent)} spent of {format_usd(budget.cap)}{warning}</small>"
 
     def _estimate(self, request: ImageInferenceRequest) -> tuple[float, str, float | None]:
         """Cost, where the figure comes from, and seconds: the session's fitted models when it has them."""

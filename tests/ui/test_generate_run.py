@@ -71,6 +71,7 @@ async def test_a_failed_run_shows_its_error_in_the_panel_and_is_logged(demo_back
     try:
         panel = GeneratePanel(session)
         fill(panel)
+        assert "not enough for this request" in panel.cost_label.value  # warned before the click
         panel.generate_button.click()
         assert await panel.task is None
         assert isinstance(panel.errors.last, BudgetExceededError)
