@@ -259,6 +259,80 @@ class Session:
             raise
         return self._succeed(attempt, generation)
 
+    # -- batches ------------------------------------------------------------------------------------------------
+    def _begin_many(
+        self, items: list[tuple[ImageInferenceRequest, str | None, str | None]]
+    ) -> tuple[list[Any], list[tuple[int, _Attempt]]]:
+        outcomes: list[Any] = [None] * len(items)
+        attempts: list[tuple[int, _Attempt]] = []
+        for index, (request, sweep_id, sweep_cell) in enumerate(items):
+            try:
+                attempts.append((index, self._begin(request, sweep_id, sweep_cell)))
+            except Exception as error:  # refused before sending (budget, engine check): that slot only
+                outcomes[index] = error
+        return outcomes, attempts
+
+    def _finish_many(self, outcomes: list[Any], attempts: list[tuple[int, _Attempt]], results: list[Any]) -> list[Any]:
+        for (index, attempt), result in zip(attempts, results, strict=True):
+            if isinstance(result, Generation):
+                outcomes[index] = self._succeed(attempt, result)
+            else:
+                self._fail(attempt, result)
+                outcomes[index] = result
+        return outcomes
+
+    def run_requests(
+        self, items: list[tuple[ImageInferenceRequest, str | None, str | None]]
+    ) -> list[Generation | Exception]:
+        """Run ``(request, sweep_id, sweep_cell)`` items as ONE batch when the engine batches (``generate_many``:
+        one POST to Runware), else one after another. Each slot holds its Generation or its error (logged); an
+        error that fails the whole batch (no answer at all) is logged for every request and raised."""
+        outcomes, attempts = self._begin_many(items)
+        many = getattr(self.backend, "generate_many", None)
+        requests = [attempt.request for _, attempt in attempts]
+        results: list[Any] = []
+        try:
+            if callable(many) and len(requests) > 1:
+                results = list(many(requests))
+            else:
+                for request in requests:
+                    try:
+                        results.append(self.backend.generate(request))
+                    except Exception as error:
+                        results.append(error)
+        except BaseException as error:
+            done = len(results)  # the answers that came before the failure are logged as they are
+            self._finish_many(outcomes, attempts[:done], results)
+            for _, attempt in attempts[done:]:
+                self._fail(attempt, error)
+            raise
+        return self._finish_many(outcomes, attempts, results)
+
+    async def arun_requests(
+        self, items: list[tuple[ImageInferenceRequest, str | None, str | None]]
+    ) -> list[Generation | Exception]:
+        """The async twin of :meth:`run_requests` (``agenerate_many``)."""
+        outcomes, attempts = self._begin_many(items)
+        many = getattr(self.backend, "agenerate_many", None)
+        requests = [attempt.request for _, attempt in attempts]
+        results: list[Any] = []
+        try:
+            if callable(many) and len(requests) > 1:
+                results = list(await many(requests))
+            else:
+                for request in requests:
+                    try:
+                        results.append(await self.backend.agenerate(request))
+                    except Exception as error:
+                        results.append(error)
+        except BaseException as error:
+            done = len(results)  # the answers that came before the failure are logged as they are
+            self._finish_many(outcomes, attempts[:done], results)
+            for _, attempt in attempts[done:]:
+                self._fail(attempt, error)
+            raise
+        return self._finish_many(outcomes, attempts, results)
+
     # -- resume -------------------------------------------------------------------------------------------------
     def _recovered(self, found: Generation, sweep_id: str | None, sweep_cell: str | None) -> Generation:
         # Paid for when it was first sent (perhaps by another process): counted as spent, never reserved again.

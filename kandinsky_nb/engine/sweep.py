@@ -421,6 +421,47 @@ class SweepPlan:
         bar.update(1)
         bar.set_postfix_str(f"ok {report.ok}, failed {report.failed}, ${self.session.budget.spent:.4f}", refresh=False)
 
+    def _batches(self, todo: list[_Todo], batch_size: int) -> list[list[_Todo]]:
+        """Fresh cells in batches of ``batch_size`` (one request to an engine that batches); cells sent before
+        without an answer go one by one, since each is looked up by its taskUUID first."""
+        pending = [[item] for item in todo if item.pending]
+        fresh = [item for item in todo if not item.pending]
+        size = max(1, batch_size)
+        return pending + [fresh[i : i + size] for i in range(0, len(fresh), size)]
+
+    def _batch_outcomes(self, items: list[_Todo], results: list[Any], report: SweepReport) -> list[tuple[_Todo, Any]]:
+        out = []
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, BudgetExceededError):
+                report.stopped_by = str(result)
+                self.cancel()
+                out.append((item, "not run"))
+            else:
+                out.append((item, result if isinstance(result, BaseException) else "sent"))
+        return out
+
+    def _batch_sync(self, items: list[_Todo], report: SweepReport) -> list[tuple[_Todo, Any]]:
+        if self._cancel.is_set():
+            return [(item, "not run") for item in items]
+        if len(items) == 1:
+            return [(items[0], self._cell_sync(items[0], report))]
+        try:
+            results = self.session.run_requests([(i.request, self.name, i.cell.key) for i in items])
+        except Exception as exc:  # the whole batch failed; every request was logged with this error
+            results = [exc] * len(items)
+        return self._batch_outcomes(items, results, report)
+
+    async def _batch_async(self, items: list[_Todo], report: SweepReport) -> list[tuple[_Todo, Any]]:
+        if self._cancel.is_set():
+            return [(item, "not run") for item in items]
+        if len(items) == 1:
+            return [(items[0], await self._cell_async(items[0], report))]
+        try:
+            results = await self.session.arun_requests([(i.request, self.name, i.cell.key) for i in items])
+        except Exception as exc:
+            results = [exc] * len(items)
+        return self._batch_outcomes(items, results, report)
+
     def run(
         self,
         concurrency: int | None = None,
@@ -428,26 +469,30 @@ class SweepPlan:
         retry_failed: bool = True,
         progress: bool = True,
         on_cell: Callable[[SweepReport], None] | None = None,
+        batch_size: int = 1,
     ) -> SweepReport:
         """Run every unfinished cell with up to ``concurrency`` requests in flight (threads over the engine's sync
         API, so it works inside Jupyter's running loop). A failed cell does not stop the sweep; a budget refusal
         stops starting new cells. Ctrl-C / interrupt: in-flight cells finish and are logged, the rest stay pending.
-        ``on_cell(report)`` is called after each cell (panels update their own progress from it)."""
+        ``on_cell(report)`` is called after each cell (panels update their own progress from it). ``batch_size``:
+        cells per request on an engine that batches (Runware: several tasks in one POST)."""
         todo, report = self._prepare(retry_failed, on_cell)
         spent_before = self.session.budget.spent
-        workers = max(1, min(concurrency or self.session.concurrency, len(todo) or 1))
+        batches = self._batches(todo, batch_size)
+        workers = max(1, min(concurrency or self.session.concurrency, len(batches) or 1))
         bar = self._progress(len(todo), progress)
         try:
-            # The first cell runs alone: a key or connection problem then shows once rather than once per worker,
+            # The first batch runs alone: a key or connection problem then shows once rather than once per worker,
             # and an engine that opens its connection lazily opens it from one thread.
-            if todo and workers > 1:
-                self._tally(report, todo[0], self._cell_sync(todo[0], report), bar)
-                todo = todo[1:]
+            if batches and workers > 1:
+                for item, outcome in self._batch_sync(batches.pop(0), report):
+                    self._tally(report, item, outcome, bar)
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kandinsky-nb-sweep") as pool:
-                futures = {pool.submit(self._cell_sync, item, report): item for item in todo}
+                futures = [pool.submit(self._batch_sync, batch, report) for batch in batches]
                 try:
                     for future in as_completed(futures):
-                        self._tally(report, futures[future], future.result(), bar)
+                        for item, outcome in future.result():
+                            self._tally(report, item, outcome, bar)
                 except BaseException:
                     self.cancel()
                     for future in futures:
@@ -481,6 +526,7 @@ class SweepPlan:
         retry_failed: bool = True,
         progress: bool = True,
         on_cell: Callable[[SweepReport], None] | None = None,
+        batch_size: int = 1,
     ) -> SweepReport:
         """The async twin of :meth:`run` (the engine's async API; asyncio tasks bounded by a semaphore). Cancelling
         the awaiting task cancels in-flight cells: they are logged ``cancelled`` and a later run looks them up."""
@@ -489,15 +535,15 @@ class SweepPlan:
         gate = asyncio.Semaphore(max(1, concurrency or self.session.concurrency))
         bar = self._progress(len(todo), progress)
 
-        async def one(item: _Todo) -> tuple[_Todo, Any]:
+        async def one(batch: list[_Todo]) -> list[tuple[_Todo, Any]]:
             async with gate:
-                return item, await self._cell_async(item, report)
+                return await self._batch_async(batch, report)
 
-        tasks = [asyncio.ensure_future(one(item)) for item in todo]
+        tasks = [asyncio.ensure_future(one(batch)) for batch in self._batches(todo, batch_size)]
         try:
             for finished in asyncio.as_completed(tasks):
-                item, outcome = await finished
-                self._tally(report, item, outcome, bar)
+                for item, outcome in await finished:
+                    self._tally(report, item, outcome, bar)
         except BaseException:
             self.cancel()
             for task in tasks:

@@ -268,3 +268,22 @@ def test_a_poll_timeout_is_unanswered_then_fetched_not_paid_again(tmp_path):
         assert (again.resumed, again.ok) == (1, 1)
         assert plan.status() == {"ok": 1}
     assert list(state.generations.values()) == [1]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_batches_send_several_cells_in_one_request(server, tmp_path, mode):
+    _, url, state = server
+    async with Session(runware(url), home=tmp_path) as session:
+        plan = session.sweep(PROMPT, steps=[10, 20], seed="1-4", scheduler="Euler")
+        if mode == "sync":
+            report = plan.run(concurrency=2, batch_size=4, progress=False)
+        else:
+            report = await plan.arun(concurrency=2, batch_size=4, progress=False)
+        assert report.ok == 8
+        assert plan.status() == {"ok": 8}
+        mixed = session.sweep(PROMPT, steps=[10], seed=[1, 2], scheduler=["Euler", "DDIM"])
+        mixed_report = await mixed.arun(batch_size=4, progress=False)
+        assert (mixed_report.ok, mixed_report.failed) == (2, 2)  # one task's error does not fail its batch
+    posts = [body for body in state.received if any(t.get("taskType") == "imageInference" for t in body)]
+    assert sorted(len(body) for body in posts) == [4, 4, 4]
+    assert set(state.generations.values()) == {1}
