@@ -261,3 +261,12 @@ def test_image_input_refusals(demo_backend):
     with pytest.raises(UnsupportedByEngineError) as multistep:
         run(demo_backend, seedImage=png(), strength=0.5, scheduler="UniPC")
     assert multistep.value.field == "scheduler" and "Euler" in multistep.value.instead
+
+
+def test_an_unreadable_image_is_a_request_error_naming_the_field(demo_backend):
+    from kandinsky_nb.errors import RequestValidationError
+
+    broken_png = b"\x89PNG\r\n\x1a\n" + b"not really an image"
+    with pytest.raises(RequestValidationError) as error:
+        run(demo_backend, referenceImages=[broken_png])
+    assert error.value.fields == ["referenceImages[0]"]

@@ -132,10 +132,14 @@ class CacheRun:
     ``max_consecutive`` cached steps, and counts how many transformer calls ran every block (``full_calls``).
     """
 
-    def __init__(self, pipe: Any, plan: CachePlan, steps: int, guidance_scale: float) -> None:
+    def __init__(self, pipe: Any, plan: CachePlan, steps: int, guidance_scale: float, *, first_step: int = 0) -> None:
         self.pipe = pipe
         self.plan = plan
-        self.steps = steps
+        # Image to image runs only the steps from ``first_step`` on; the hooks count the steps that run, so the
+        # window (given in the request's absolute steps) is shifted to match.
+        start, end = plan.window
+        self.window = (max(0, start - first_step), max(0, end - first_step))
+        self.steps = steps - first_step
         self.passes_per_step = 2 if guidance_scale > 1.0 else 1
         self.calls = 0
         self.full_calls = 0
@@ -174,7 +178,7 @@ class CacheRun:
         step, which = divmod(self.calls, self.passes_per_step)
         name = "cond" if which == 0 else "uncond"
         self.calls += 1
-        start, end = self.plan.window
+        start, end = self.window
         may_cache = start <= step < end and self._skipped_in_a_row.get(name, 0) < self.plan.max_consecutive
         if self._head_hook is not None:
             self._set_threshold(self._base_threshold if may_cache else -1.0)  # -1: every block must run
@@ -217,7 +221,7 @@ class CacheRun:
         from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
 
         plan = self.plan
-        start, end = plan.window
+        start, end = self.window
         if plan.hook == "FirstBlockCache":
             _map_kandinsky5_block_argument()
             return FirstBlockCacheConfig(threshold=plan.threshold)

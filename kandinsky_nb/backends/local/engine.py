@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ... import spec
-from ...errors import BackendError, KandinskyNBError, MissingDependencyError, UnsupportedByEngineError
+from ...errors import (
+    BackendError,
+    FieldProblem,
+    KandinskyNBError,
+    MissingDependencyError,
+    RequestValidationError,
+    UnsupportedByEngineError,
+)
 from ...types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult, ImageRef
 from .caches import CachePlan, CacheRun, cache_plan
 from .demo_weights import PIPELINES, build_demo_weights, default_demo_folder, is_demo_weights
@@ -43,8 +50,8 @@ __all__ = [
     "scaled_size",
 ]
 
-# What an hour of the GPU costs, so local runs get a cost comparable to the cloud's. About the on-demand price of one
-# H100 at the large clouds' cheaper end in 2025; pass gpu_hourly_usd= for your own hardware.
+# What an hour of the machine costs, so local runs get a cost comparable to the cloud's. Roughly what GPU-rental
+# clouds asked for one H100 per hour in 2025 (the big clouds charge more); pass gpu_hourly_usd= for your hardware.
 DEFAULT_GPU_HOURLY_USD = 2.5
 # Demo weights run at an eighth of the requested size: every supported size is a multiple of 128 pixels, so the
 # eighth keeps the exact aspect ratio and stays a multiple of 16 (VAE x8 times the transformer's 2x2 patches).
@@ -116,7 +123,8 @@ def image_seeds(seed: int | None, count: int) -> list[int]:
     """Seeds of the ``count`` images: ``seed, seed+1, ...``; with no seed one is drawn in the unsigned 32-bit range,
     as Runware does. Image i of a request therefore equals a single-image request with seed+i."""
     first = secrets.randbelow(spec.RANDOM_SEED_MAX + 1) if seed is None else seed
-    return [first + i for i in range(count)]
+    # Wrap past the largest valid seed so every reported seed can be sent again.
+    return [(first + i) % (spec.SEED_MAX + 1) for i in range(count)]
 
 
 def encode_image(image: PILImage.Image, output_format: str, quality: int) -> bytes:
@@ -211,10 +219,17 @@ def _check_readable(field_name: str, image: ImageRef) -> None:
         )
 
 
-def load_image(image: ImageRef) -> PILImage.Image:
-    from PIL import Image
+def load_image(field_name: str, image: ImageRef) -> PILImage.Image:
+    """Decode an image input; an unreadable one is a request problem (nothing was generated)."""
+    from PIL import Image, UnidentifiedImageError
 
-    return Image.open(io.BytesIO(image.read_bytes())).convert("RGB")
+    try:
+        return Image.open(io.BytesIO(image.read_bytes())).convert("RGB")
+    except (OSError, ValueError, UnidentifiedImageError) as exc:
+        problem = FieldProblem(
+            field_name, repr(image), "a readable PNG, JPEG or WEBP image", f"could not be read: {exc}"
+        )
+        raise RequestValidationError([problem]) from exc
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -261,7 +276,8 @@ class LocalBackend:
         self._device = device
         self._lock = threading.Lock()
         self._pipelines: dict[str, Any] = {}
-        self._default_scheduler_config: dict[str, Any] = {}
+        # Each checkpoint's own scheduler config (its flow shift), kept because pipe.scheduler is swapped per request.
+        self._scheduler_configs: dict[str, dict[str, Any]] = {}
         self._closed = False
 
     @classmethod
@@ -271,7 +287,7 @@ class LocalBackend:
 
     def __repr__(self) -> str:
         demo = ", demo weights (images are noise)" if self.demo else ""
-        return f"LocalBackend({self.weights.label!r}, device={self.device!r}, scale={self.scale:g}{demo})"
+        return f"LocalBackend({self.weights.label!r}, device={self._device or 'auto'!r}, scale={self.scale:g}{demo})"
 
     # -- loading ---------------------------------------------------------------------------------------------------
     @property
@@ -338,13 +354,15 @@ class LocalBackend:
         # The pipeline snaps any other size to its 7 native ~1 MP sizes; list the sizes this engine renders.
         pipe.resolutions = list(dict.fromkeys(scaled_size(s.width, s.height, self.scale) for s in spec.SIZES))
         pipe.set_progress_bar_config(disable=True)
-        self._default_scheduler_config = dict(pipe.scheduler.config)
+        self._scheduler_configs[kind] = dict(pipe.scheduler.config)
         return pipe
 
-    def scheduler_for(self, choice: SchedulerChoice, pipe: Any) -> Any:
-        """Build the diffusers scheduler for a choice, on top of the checkpoint's flow-matching config."""
+    def scheduler_for(self, choice: SchedulerChoice, kind: str = "t2i") -> Any:
+        """Build the diffusers scheduler for a choice, on top of the checkpoint's own flow-matching config (its
+        shift carries over: ``flow_shift`` for the multistep solvers). Loads the pipeline if needed."""
         _, diffusers = import_local_stack()
-        base = dict(pipe.scheduler.config) if not self._default_scheduler_config else self._default_scheduler_config
+        self.pipeline(kind)
+        base = self._scheduler_configs[kind]
         scheduler_class = getattr(diffusers, choice.scheduler_class)  # type: ignore[arg-type]
         extra = dict(choice.config)
         if extra.get("use_flow_sigmas"):
@@ -372,16 +390,16 @@ class LocalBackend:
         }
         source = None
         if plan.mode == "edit":
-            source = load_image(request.referenceImages[0])  # type: ignore[index]
+            source = load_image("referenceImages[0]", request.referenceImages[0])  # type: ignore[index]
         elif plan.mode == "img2img":
-            source = load_image(request.seedImage)  # type: ignore[arg-type]
+            source = load_image("seedImage", request.seedImage)  # type: ignore[arg-type]
         started = time.perf_counter()
         outputs: list[tuple[int, Any, float]] = []
         cache_stats: list[dict[str, Any]] = []
         with self._lock:
             try:
                 pipe = self.pipeline(plan.kind)
-                scheduler = self.scheduler_for(plan.scheduler, pipe)
+                scheduler = self.scheduler_for(plan.scheduler, plan.kind)
                 if plan.mode == "img2img":
                     start_part_way(scheduler, plan.start_step)
                 pipe.scheduler = scheduler
@@ -394,7 +412,10 @@ class LocalBackend:
                             image_call["latents"] = seed_image_latents(torch, pipe, source, call, plan, seed)
                         t0 = time.perf_counter()
                         if plan.cache is not None:
-                            with CacheRun(pipe, plan.cache, steps - plan.start_step, call["guidance_scale"]) as run:
+                            cache = CacheRun(
+                                pipe, plan.cache, steps, call["guidance_scale"], first_step=plan.start_step
+                            )
+                            with cache as run:
                                 image = run_seeded(torch, pipe, seed, self.device, image_call, self.cpu_threads)
                             cache_stats.append(run.stats())
                         else:
@@ -434,7 +455,7 @@ class LocalBackend:
                 "stochastic": plan.scheduler.stochastic,
                 "note": plan.scheduler.note,
             },
-            "call": {k: v for k, v in call.items()},
+            "call": dict(call),
             "seeds": seeds,
             "lora": [use.describe() for use in plan.loras],
             "cache": cache_stats[0] | {"per_image": cache_stats} if cache_stats else None,
