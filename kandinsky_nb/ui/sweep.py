@@ -39,6 +39,7 @@ class SweepState:
     prompt: str = ""
     name: str = ""
     axes: dict[str, str] = field(default_factory=dict)  # axis -> text ("" = not swept)
+    prompts: str = ""  # one prompt per line: a positivePrompt axis
     schedulers: list[str] = field(default_factory=list)
     sizes: list[str] = field(default_factory=list)  # size labels
     concurrency: int = 2
@@ -48,6 +49,9 @@ def sweep_arguments(state: SweepState) -> dict[str, Any]:
     """The keyword arguments of ``session.sweep`` this form stands for (axis values are passed as typed: the engine
     parses range syntax and validates every cell)."""
     axes: dict[str, Any] = {name: text for name, text in state.axes.items() if text.strip()}
+    prompts = [line.strip() for line in state.prompts.splitlines() if line.strip()]
+    if prompts:
+        axes["positivePrompt"] = prompts
     if state.schedulers:
         axes["scheduler"] = list(state.schedulers)
     if state.sizes:
@@ -92,6 +96,14 @@ class SweepPanel(widgets.VBox):
             axis: css(widgets.Text(description=axis, placeholder=hint), "knb-sweep-axis", f"knb-sweep-{axis}")
             for axis, hint in TEXT_AXES.items()
         }
+        self.prompts = css(
+            widgets.Textarea(
+                description="prompts",
+                placeholder="optional: one prompt per line, swept as an axis",
+                layout=widgets.Layout(width="100%", height="56px"),
+            ),
+            "knb-sweep-prompts",
+        )
         self.schedulers = css(
             widgets.SelectMultiple(options=list(spec.SCHEDULERS), description="scheduler", rows=6),
             "knb-sweep-schedulers",
@@ -143,6 +155,7 @@ class SweepPanel(widgets.VBox):
                 self.prompt,
                 self.name,
                 widgets.HBox([widgets.VBox(list(self.axis_texts.values())), self.schedulers, self.sizes]),
+                self.prompts,
                 self.concurrency,
                 self.problem_label,
                 self.summary,
@@ -188,8 +201,8 @@ class SweepPanel(widgets.VBox):
         self.plan, self.estimate, self.problems = None, None, []
         base = self.base_request()
         prompt = self.state.prompt.strip() or None
-        if base is None and prompt is None:
-            self.problems = ["Type a prompt (or give base=GeneratePanel/request)."]
+        if base is None and prompt is None and not self.state.prompts.strip():
+            self.problems = ["Type a prompt, or prompts one per line (or give base=GeneratePanel/request)."]
         else:
             try:
                 self.plan = self.session.sweep(
@@ -366,6 +379,7 @@ class SweepPanel(widgets.VBox):
         try:
             self.prompt.value = s.prompt
             self.name.value = s.name
+            self.prompts.value = s.prompts
             for axis, text in self.axis_texts.items():
                 text.value = s.axes.get(axis, "")
             self.schedulers.value = tuple(s.schedulers)
@@ -380,6 +394,7 @@ class SweepPanel(widgets.VBox):
         self.state = SweepState(
             prompt=self.prompt.value,
             name=self.name.value,
+            prompts=self.prompts.value,
             axes={axis: text.value for axis, text in self.axis_texts.items() if text.value.strip()},
             schedulers=list(self.schedulers.value),
             sizes=list(self.sizes.value),

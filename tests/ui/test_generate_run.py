@@ -135,3 +135,9 @@ def test_gallery_takes_a_dataframe_slice(demo_session):
     reused = gallery.reuse()  # no panel given: opens one under the gallery
     assert gallery.panel_area.children == (reused,)
     assert reused.request.steps == 12  # newest first
+
+
+def test_an_empty_log_gives_an_empty_gallery(demo_session):
+    gallery = Gallery(demo_session)
+    assert gallery.grid.children == () and "<b>0</b> image(s)" in gallery.summary.value
+    assert gallery.errors.widget.value == ""

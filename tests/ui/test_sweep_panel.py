@@ -82,3 +82,12 @@ async def test_sweep_starts_from_a_generate_panel(demo_session):
     panel.update(axes={"CFGScale": "4, 6"})
     assert [cell.request.width for cell in panel.plan] == [1408, 1408]
     assert all(cell.request.positivePrompt == "a blue whale" for cell in panel.plan)
+
+
+def test_prompts_one_per_line_become_an_axis(demo_session):
+    panel = SweepPanel(demo_session)
+    panel.prompts.value = "a red fox\n\na blue whale\n"
+    panel.axis_texts["seed"].value = "1, 2"
+    prompts = sorted(cell.request.positivePrompt for cell in panel.plan)
+    assert prompts == ["a blue whale"] * 2 + ["a red fox"] * 2
+    assert "positivePrompt [2]" in panel.summary.value
