@@ -83,10 +83,15 @@ class Session:
         if concurrency is not None and concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
         self.backend: Backend = open_backend(engine, home=home, api_key=api_key, base_url=base_url)
+        try:
+            self.runs = RunLog(home)
+        except BaseException:
+            if engine is None or isinstance(engine, str):  # we opened it, so we close it
+                self.backend.close()
+            raise
         if concurrency is None:
             # A local engine runs one pipeline call at a time: more in flight only queues (and inflates latency).
             concurrency = 1 if self.backend.name == "local" else DEFAULT_CONCURRENCY
-        self.runs = RunLog(home)
         self.budget = Budget(budget)
         self.concurrency = concurrency
         self._models: dict[str, LinearModel] = {}

@@ -202,6 +202,13 @@ class RunLog:
     def __repr__(self) -> str:
         return f"RunLog({str(self.home)!r}, rows={len(self)})"
 
+    def schema(self) -> str:
+        """The SQL schema the migrations built (for documentation: it cannot drift from the code)."""
+        rows = self._query(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+        )
+        return ";\n".join(row["sql"].strip() for row in rows) + ";"
+
     def __len__(self) -> int:
         return self._query("SELECT COUNT(*) AS n FROM runs")[0]["n"]
 
@@ -392,11 +399,15 @@ class RunLog:
         import pandas as pd
 
         sql = "SELECT * FROM runs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
-        with self._lock:
-            try:
-                frame = pd.read_sql_query(sql, self._db, params=list(params))
-            except (sqlite3.Error, pd.errors.DatabaseError) as exc:
-                raise RunLogError(f"cannot read the run log at {self.path}: {exc}; check the file is intact.") from exc
+        # A connection of its own: in WAL mode a reader never blocks the writers (a sweep keeps logging while a
+        # panel reloads a 100k-row frame), and it sees every committed row.
+        reader = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            frame = pd.read_sql_query(sql, reader, params=list(params))
+        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+            raise RunLogError(f"cannot read the run log at {self.path}: {exc}; check the file is intact.") from exc
+        finally:
+            reader.close()
         return _typed(frame, self.home)
 
     @property

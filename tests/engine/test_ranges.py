@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kandinsky_nb.engine.ranges import parse_axis_values
 from kandinsky_nb.errors import SweepError
@@ -74,3 +78,18 @@ def test_bad_values_name_the_axis(values, kind, fragment):
         parse_axis_values("steps", values, kind)
     assert fragment in str(caught.value)
     assert "'steps'" in str(caught.value)
+
+
+hundredths = st.integers(min_value=-1000, max_value=1000)
+
+
+@given(start=hundredths, end=hundredths, step=st.integers(min_value=1, max_value=300))
+def test_float_ranges_are_exact_decimal_steps_that_never_pass_the_end(start, end, step):
+    """Property: "a-b (+s)" with two-decimal numbers gives exactly a, a+s, ... as written in decimal, up to b."""
+    a, b, s = Decimal(start) / 100, Decimal(end) / 100, Decimal(step) / 100
+    sign = "+" if end >= start else "-"
+    values = parse_axis_values("CFGScale", f"{a}-{b} ({sign}{s})", "float")
+    signed = s if end >= start else -s
+    expected = [float(a + signed * k) for k in range(int((b - a) / signed) + 1)]
+    assert values == expected
+    assert all(min(a, b) <= Decimal(repr(v)) <= max(a, b) for v in values)
