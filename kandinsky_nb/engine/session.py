@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend
-from ..errors import APIConnectionError, PollTimeoutError
+from ..errors import APIConnectionError, PollTimeoutError, RunLogError
 from ..runlog import RunLog
+from ..runlog.store import UNANSWERED
 from ..types import Generation, ImageInferenceRequest
 from .budget import Budget, Reservation
 from .engines import open_backend
@@ -338,6 +339,14 @@ class Session:
             raise
         return self._finish_many(outcomes, attempts, results)
 
+    def generate_many(self, requests: list[ImageInferenceRequest]) -> list[Generation | Exception]:
+        """Run several requests as one batch where the engine batches; each slot holds its Generation or error."""
+        return self.run_requests([(request, None, None) for request in requests])
+
+    async def agenerate_many(self, requests: list[ImageInferenceRequest]) -> list[Generation | Exception]:
+        """The async twin of :meth:`generate_many`."""
+        return await self.arun_requests([(request, None, None) for request in requests])
+
     # -- resume -------------------------------------------------------------------------------------------------
     def _recovered(self, found: Generation, sweep_id: str | None, sweep_cell: str | None) -> Generation:
         # Paid for when it was first sent (perhaps by another process): counted as spent, never reserved again.
@@ -381,6 +390,30 @@ class Session:
         """The sync twin of :meth:`aresume_request`."""
         found = self.recover(request, sweep_id=sweep_id, sweep_cell=sweep_cell)
         return found or self.run_request(request, sweep_id=sweep_id, sweep_cell=sweep_cell)
+
+    def _unanswered(self, task_uuid: str) -> tuple[ImageInferenceRequest, str | None, str | None]:
+        rows = self.runs.get(task_uuid)
+        if not rows:
+            raise RunLogError(f"no run with taskUUID {task_uuid!r} in {self.runs.path}; check the id (runs list)")
+        status = rows[0]["status"]
+        if status not in UNANSWERED:
+            raise RunLogError(
+                f"run {task_uuid!r} is already {status!r} in the log; nothing to resume "
+                "(generate(request=...) runs it again as a new task)"
+            )
+        request = ImageInferenceRequest.model_validate_json(rows[0]["request_json"])
+        return request, rows[0]["sweep_id"], rows[0]["sweep_cell"]
+
+    def resume(self, task_uuid: str) -> Generation:
+        """Finish a logged request that never got its answer (a crash, a cancel, a poll timeout): fetch it by its
+        taskUUID, or send it again with that taskUUID when the engine has no record of it."""
+        request, sweep_id, sweep_cell = self._unanswered(task_uuid)
+        return self.resume_request(request, sweep_id=sweep_id, sweep_cell=sweep_cell)
+
+    async def aresume(self, task_uuid: str) -> Generation:
+        """The async twin of :meth:`resume`."""
+        request, sweep_id, sweep_cell = self._unanswered(task_uuid)
+        return await self.aresume_request(request, sweep_id=sweep_id, sweep_cell=sweep_cell)
 
     # -- sweeps -------------------------------------------------------------------------------------------------
     def sweep(

@@ -169,3 +169,39 @@ def test_demo_engine_runs_are_marked_and_priced_by_gpu_seconds(demo_backend, tmp
     with pytest.raises(UnsupportedByEngineError):
         session.sweep("a red fox in snow", scheduler="Euler,DDIM")
     assert len(session.runs) == 1
+
+
+def test_a_poll_timeout_is_resumed_by_task_uuid(tmp_path):
+    from kandinsky_nb.errors import PollTimeoutError, RunLogError
+
+    engine = PricedEngine(delay=0.5)
+    with served(engine) as (url, state), Session(runware(url, poll_timeout=0.15), home=tmp_path) as session:
+        with pytest.raises(PollTimeoutError) as caught:
+            session.generate("a red fox in snow", steps=10, deliveryMethod="async")
+        task_uuid = caught.value.task_uuid
+        assert session.runs.get(task_uuid)[0]["status"] == "unanswered"
+        import time
+
+        time.sleep(0.7)
+        result = session.resume(task_uuid)
+        assert result.task_uuid == task_uuid
+        assert session.runs.get(task_uuid)[0]["status"] == "ok"
+        with pytest.raises(RunLogError, match="already 'ok'"):
+            session.resume(task_uuid)
+    assert state.generations[task_uuid] == 1
+
+
+def test_generate_many_is_one_batch_with_a_slot_per_request(server):
+    from kandinsky_nb.types import ImageInferenceRequest
+
+    _, url, state = server
+    with Session(runware(url)) as session:
+        requests = [
+            ImageInferenceRequest(positivePrompt="a red fox in snow", steps=10, seed=1),
+            ImageInferenceRequest(positivePrompt="a red fox in snow", steps=10, scheduler="DDIM"),
+        ]
+        good, bad = session.generate_many(requests)
+        assert good.seeds == [1]
+        assert isinstance(bad, TaskError)
+        assert [r["status"] for r in session.runs.rows()] == ["ok", "failed"]
+    assert len([b for b in state.received if any(t.get("taskType") == "imageInference" for t in b)]) == 1
