@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -110,6 +111,12 @@ class GeneratePanel(widgets.VBox):
         self._write_widgets()
         self._refresh()
 
+    def draw_seed(self) -> int:
+        """Draw a random seed (in the range the engine itself draws from), fix it in the form, and return it."""
+        seed = secrets.randbelow(spec.RANDOM_SEED_MAX + 1)
+        self.update(seed=str(seed), random_seed=False)
+        return seed
+
     def on_generation(self, callback: Callable[[Generation], Any]) -> None:
         """Call ``callback(generation)`` after each successful Generate (a Gallery uses it to refresh itself)."""
         self._listeners.append(callback)
@@ -181,6 +188,13 @@ class GeneratePanel(widgets.VBox):
             ),
         )
         self._add("random_seed", widgets.Checkbox(description="random seed", indent=False))
+        self.dice_button = css(
+            widgets.Button(
+                icon="random", tooltip="draw a new random seed and fix it", layout=widgets.Layout(width="36px")
+            ),
+            "knb-dice",
+        )
+        self.dice_button.on_click(self.errors.guard("Random seed")(lambda _b: self.draw_seed()))
         self._add("numberResults", limit_slider("numberResults", "Images"))
         # Output & API options.
         self._add(
@@ -291,7 +305,7 @@ class GeneratePanel(widgets.VBox):
                 ),
                 widgets.HBox(
                     [
-                        self._with_problems("seed", c["seed"], c["random_seed"]),
+                        self._with_problems("seed", c["seed"], self.dice_button, c["random_seed"]),
                         self._with_problems("numberResults", c["numberResults"]),
                     ]
                 ),

@@ -85,19 +85,30 @@ class SweepPanel(widgets.VBox):
 
         self.prompt = css(
             widgets.Textarea(
-                description="Prompt", placeholder="the prompt of every cell", layout=widgets.Layout(width="100%")
+                continuous_update=False,  # replanning validates every cell: do it when a field is left, not per key
+                description="Prompt",
+                placeholder="the prompt of every cell",
+                layout=widgets.Layout(width="100%"),
             ),
             "knb-sweep-prompt",
         )
         self.name = css(
-            widgets.Text(description="Name", placeholder="a short name; re-running it resumes"), "knb-sweep-name"
+            widgets.Text(
+                description="Name", placeholder="a short name; re-running it resumes", continuous_update=False
+            ),
+            "knb-sweep-name",
         )
         self.axis_texts = {
-            axis: css(widgets.Text(description=axis, placeholder=hint), "knb-sweep-axis", f"knb-sweep-{axis}")
+            axis: css(
+                widgets.Text(description=axis, placeholder=hint, continuous_update=False),
+                "knb-sweep-axis",
+                f"knb-sweep-{axis}",
+            )
             for axis, hint in TEXT_AXES.items()
         }
         self.prompts = css(
             widgets.Textarea(
+                continuous_update=False,  # replanning validates every cell: do it when a field is left, not per key
                 description="prompts",
                 placeholder="optional: one prompt per line, swept as an axis",
                 layout=widgets.Layout(width="100%", height="56px"),

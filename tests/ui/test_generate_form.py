@@ -254,3 +254,12 @@ def test_unknown_problem_paths_go_to_the_general_area():
 
     grouped = st.problems_by_control([FieldProblem("somethingNew", 1, "")], frozenset({"steps", st.GENERAL}))
     assert list(grouped) == [st.GENERAL]
+
+
+def test_dice_draws_and_fixes_a_seed_in_the_engines_random_range():
+    panel = GeneratePanel()
+    panel.update(positivePrompt="a fox")
+    panel.dice_button.click()
+    seed = panel.request.seed
+    assert not panel.state.random_seed and 0 <= seed <= spec.RANDOM_SEED_MAX
+    assert panel.controls["seed"].value == str(seed) and not panel.controls["seed"].disabled
