@@ -67,6 +67,15 @@ class RunwareBackend:
         inline as data URIs (False).
     transport, async_transport:
         httpx transports to use instead of the network (tests, proxies).
+
+    Notes
+    -----
+    * ``includeCost`` is sent as ``true`` when a request leaves it unset, so every image carries the server's own
+      price (the run log and cost analysis need it); ``includeCost=False`` is respected.
+    * ``generate_many`` puts all tasks in ONE POST and never raises for a task: each slot holds its
+      :class:`Generation` or the exception of that task (a refused key fills every slot with the same error).
+    * ``Generation.details`` holds ``submits``, ``retries``, ``polls``, ``deliveryMethod`` and ``resumed``;
+      ``Generation.demo`` is True when the server says its images come from demo weights.
     """
 
     name = "runware"

@@ -136,7 +136,7 @@ class ServerState:
         self.tasks: dict[str, _TaskRecord] = {}
         self.images: OrderedDict[str, _StoredImage] = OrderedDict()
         self.uploads_by_hash: dict[str, str] = {}
-        self.received: deque[list[Any]] = deque(maxlen=1000)
+        self.received: deque[list[Any]] = deque(maxlen=500)
         self.generations: Counter[str] = Counter()
         self.max_concurrency = max_concurrency
         self._slots: asyncio.Semaphore | None = None
@@ -235,7 +235,7 @@ def create_app(
                 [_Problem("invalidJSON", "The body is not JSON. Send a JSON array of task objects.", 400)]
             )
         tasks = body if isinstance(body, list) else [body]
-        state.received.append(_without_keys(tasks))
+        state.received.append(_for_the_record(tasks))
         state.prune()
         base_url = state.public_url or str(request.base_url).rstrip("/")
         denied = _check_auth(state, request.headers.get("authorization"), tasks)
@@ -276,9 +276,21 @@ def _envelope_response(data: list[dict[str, Any]], problems: list[_Problem]) -> 
     return JSONResponse(body, status_code=status)
 
 
-def _without_keys(tasks: list[Any]) -> list[Any]:
+def _for_the_record(tasks: list[Any]) -> list[Any]:
+    """A request body as kept in ``ServerState.received``: API keys blanked, long strings (inline images) shortened so
+    the record stays small."""
+
+    def shorten(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > 4096:
+            return f"{value[:64]}...<{len(value)} chars>"
+        if isinstance(value, list):
+            return [shorten(v) for v in value]
+        if isinstance(value, dict):
+            return {k: shorten(v) for k, v in value.items()}
+        return value
+
     return [
-        {k: ("***" if k == "apiKey" else v) for k, v in task.items()} if isinstance(task, dict) else task
+        {k: ("***" if k == "apiKey" else shorten(v)) for k, v in task.items()} if isinstance(task, dict) else task
         for task in tasks
     ]
 

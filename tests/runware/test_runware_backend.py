@@ -177,3 +177,32 @@ def _png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4), "blue").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_sync_and_async_give_the_same_answer(make_backend):
+    backend = make_backend()
+    sync = call(backend, "sync", "generate", prompt(seed=21, numberResults=2, outputFormat="WEBP"))
+    asynchronous = call(backend, "async", "generate", prompt(seed=21, numberResults=2, outputFormat="WEBP"))
+    assert [i.data for i in sync.images] == [i.data for i in asynchronous.images]
+    strip = ("taskUUID", "imageUUID", "imageURL")
+    assert [{k: v for k, v in item.items() if k not in strip} for item in sync.response] == [
+        {k: v for k, v in item.items() if k not in strip} for item in asynchronous.response
+    ]
+    assert sync.details == asynchronous.details
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_slow_sync_task_is_acknowledged_and_then_polled(mode, engine):
+    from kandinsky_nb.server import ServerThread, create_app
+
+    engine.delay = 0.4
+    with ServerThread(create_app(engine, sync_timeout=0.1)) as slow_server:
+        backend = RunwareBackend("any", base_url=slow_server.url, poll_timeout=5)
+        generation = call(backend, mode, "generate", prompt(seed=3))
+        backend.close()
+    assert generation.seeds == [3] and generation.details["polls"] >= 1
+
+
+def test_an_empty_batch_sends_nothing(make_backend, proxy):
+    assert make_backend().generate_many([]) == []
+    assert proxy.seen == []
