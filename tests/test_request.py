@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from conftest import SHARED_REFERENCE, extract_examples, model_page_examples
+from model_page import SHARED_REFERENCE, extract_examples, model_page_examples
 
 import kandinsky_nb as knb
 from kandinsky_nb import spec
