@@ -139,14 +139,8 @@ def test_image_equals_a_direct_diffusers_call_with_the_claimed_settings(demo_bac
     pipe.resolutions = [(width, height)]
     scheduler = details["scheduler"]
     pipe.scheduler = getattr(diffusers, scheduler["class"]).from_config(scheduler["config"])
-    torch.manual_seed(21)
-    image = pipe(
-        prompt="a red fox in snow",
-        negative_prompt="blurry, low quality",
-        width=width,
-        height=height,
-        num_inference_steps=12,
-        guidance_scale=4.5,
-        generator=torch.Generator().manual_seed(21),
-    ).image[0]
+    (seed,) = details["seeds"]
+    assert details["call"]["negative_prompt"] == "blurry, low quality" and details["call"]["guidance_scale"] == 4.5
+    torch.manual_seed(seed)
+    image = pipe(**details["call"], generator=torch.Generator().manual_seed(seed)).image[0]
     assert np.array_equal(np.asarray(image, dtype=np.int16), pixels(gen.images[0].data))

@@ -205,6 +205,8 @@ def test_cache_skips_block_calls_and_stays_close_to_uncached(demo_backend, block
     assert block_calls["calls"] < full * 0.75
     other_seed = run(demo_backend, steps=steps, seed=8)
     assert np.abs(cached - uncached).mean() < np.abs(other_seed - uncached).mean() / 3
+    # the hooks are gone afterwards: the next uncached run is the uncached image again
+    assert np.array_equal(run(demo_backend, steps=steps), uncached)
 
 
 def test_cache_window_and_max_consecutive_steps_are_honoured(demo_backend):
