@@ -90,7 +90,7 @@ def test_jupyterlab_and_notebook7_generate_gallery_and_sweep(served_folder, brow
     root, env = served_folder
     started = time.perf_counter()
     with jupyterlab(root, env) as server:
-        page, page_errors = _new_page(browser)
+        page, page_errors = _new_page(browser, height=1600)  # tall: the panel's screenshot is not clipped
         open_notebook_and_run_all(page, server, NOTEBOOK.name)
         _generate_from_the_panel(page, "a red fox in snow")
         # The click ran as an asyncio task on the kernel's loop (not synchronously): re-run the last cell to ask.
