@@ -10,6 +10,10 @@ answers ``{"data": [...]}`` and/or ``{"errors": [...]}`` with the cloud's error 
 ``conflictTaskUUID``, so a client's retry never generates twice. Images for ``outputType="URL"`` are served from
 memory under ``/images/<imageUUID>.<ext>`` until their ``ttl`` passes. ``GET /`` is a health answer.
 
+Results also go where a request asks: images PUT to ``uploadEndpoint``, result items POSTed to ``webhookURL`` (as
+``{"data": [item]}``), after the task finished. Anyone holding a key can make the server call those URLs, so give
+keys only to people you would let reach them.
+
 Every task runs as a background job keyed by its taskUUID, so a client that drops the connection (or times out) can
 still fetch the result with ``getResponse``. Engine calls are serialised (``max_concurrency``, default 1: one GPU).
 """
@@ -138,6 +142,7 @@ class ServerState:
         self.uploads_by_hash: dict[str, str] = {}
         self.received: deque[list[Any]] = deque(maxlen=500)
         self.generations: Counter[str] = Counter()
+        self.deliveries: set[asyncio.Task[None]] = set()  # webhook and uploadEndpoint calls in flight
         self.max_concurrency = max_concurrency
         self._slots: asyncio.Semaphore | None = None
 
@@ -480,6 +485,9 @@ async def _generate(state: ServerState, record: _TaskRecord, request: ImageInfer
             generation = await state.backend.agenerate(request)
         record.items = [_result_item(state, request, image, base_url, generation.demo) for image in generation.images]
         record.status = "success"
+        if request.webhookURL or request.uploadEndpoint:
+            state.deliveries.add(task := asyncio.get_running_loop().create_task(_deliver(request, record, generation)))
+            task.add_done_callback(state.deliveries.discard)
     except RequestValidationError as exc:
         record.errors = [
             {**p.to_json(), "_status": 400}
@@ -500,6 +508,35 @@ async def _generate(state: ServerState, record: _TaskRecord, request: ImageInfer
         record.status = "error"
     finally:
         record.finished = time.time()
+
+
+async def _deliver(request: ImageInferenceRequest, record: _TaskRecord, generation: Any) -> None:
+    """Send finished results where the request asked: each image PUT (raw bytes) to ``uploadEndpoint``, and each
+    result item POSTed to ``webhookURL`` as ``{"data": [item]}`` (one call per image, as the cloud does). Failed
+    deliveries are retried a few times and logged; they never fail the task, which getResponse still returns."""
+    import httpx
+
+    async def attempt(method: str, url: str, **kwargs: Any) -> None:
+        for wait in (0.25, 0.5, 1.0, None):
+            try:
+                response = await client.request(method, url, **kwargs)
+                if response.status_code < 300:
+                    return
+                problem = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                problem = type(exc).__name__
+            if wait is None:
+                log.warning("task %s: %s to %s failed (%s)", request.taskUUID, method, url.split("?")[0], problem)
+                return
+            await asyncio.sleep(wait)
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        for image, item in zip(generation.images, record.items, strict=True):
+            if request.uploadEndpoint:
+                mime = _MIME.get(sniff_format(image.data) or "png", "application/octet-stream")
+                await attempt("PUT", request.uploadEndpoint, content=image.data, headers={"Content-Type": mime})
+            if request.webhookURL:
+                await attempt("POST", request.webhookURL, json={"data": [item]})
 
 
 def _result_item(

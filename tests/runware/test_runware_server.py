@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 import uuid
 
@@ -207,3 +208,29 @@ def test_demo_weights_are_said_in_every_result():
         generation = backend.generate(ImageInferenceRequest(positivePrompt="a fox"))
         backend.close()
     assert generation.demo is True and "demo weights" in repr(generation)
+
+
+def test_results_go_to_the_webhook_and_the_upload_endpoint(server):
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    received: list[tuple[str, str, bytes]] = []
+
+    async def record(request):
+        received.append((request.method, request.url.path, await request.body()))
+        return Response(status_code=200 if request.method == "PUT" else 204)
+
+    receiver = Starlette(routes=[Route("/{path}", record, methods=["POST", "PUT"])])
+    with ServerThread(receiver) as hooks:
+        job = task(
+            numberResults=2, webhookURL=hooks.url + "/hook", uploadEndpoint=hooks.url + "/put", outputFormat="PNG"
+        )
+        body = post(server, [job]).json()
+        deadline = time.monotonic() + 5
+        while len(received) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    puts = [data for method, path, data in received if method == "PUT"]
+    hooks_sent = [json.loads(data) for method, path, data in received if path == "/hook"]
+    assert len(puts) == 2 and all(data.startswith(b"\x89PNG") for data in puts)
+    assert [h["data"][0] for h in hooks_sent] == body["data"]
