@@ -144,3 +144,15 @@ def test_image_equals_a_direct_diffusers_call_with_the_claimed_settings(demo_bac
     torch.manual_seed(seed)
     image = pipe(**details["call"], generator=torch.Generator().manual_seed(seed)).image[0]
     assert np.array_equal(np.asarray(image, dtype=np.int16), pixels(gen.images[0].data))
+
+
+def test_concurrent_requests_are_serialised_and_match_sequential_runs(demo_backend):
+    requests = [request(seed=seed, scheduler="Euler a") for seed in (31, 32, 33)]
+
+    async def together():
+        return await asyncio.gather(*(demo_backend.agenerate(req) for req in requests))
+
+    concurrent = asyncio.run(together())
+    for req, gen in zip(requests, concurrent, strict=True):
+        alone = demo_backend.generate(req)
+        assert np.array_equal(pixels(gen.images[0].data), pixels(alone.images[0].data))

@@ -133,3 +133,26 @@ for attempt in (lambda: LocalBackend("someone/weights").generate(ImageInferenceR
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("ok ") == 2
     assert "pip install 'kandinsky-nb[local]'" in result.stdout
+
+
+def test_a_plain_diffusers_folder_runs_the_real_weights_path(demo_weights):
+    """One pipeline folder (what anyone with downloaded weights has) goes through the real loading path: not demo,
+    full-size unless scaled; here scaled down so the tiny model stays quick."""
+    backend = LocalBackend(demo_weights / "t2i", demo_scale=1 / 8, device="cpu")
+    try:
+        assert backend.demo is False
+        gen = backend.generate(ImageInferenceRequest(positivePrompt="a fox", seed=2, steps=10))
+        assert gen.demo is False and gen.details["demo"] is False
+        assert gen.details["checkpoint"] == str(demo_weights / "t2i") and gen.details["dtype"] == "float32"
+        assert gen.images[0].to_pil().size == (128, 128)
+    finally:
+        backend.close()
+
+
+def test_a_missing_weights_folder_is_a_configuration_error(tmp_path):
+    from kandinsky_nb.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="is not a folder"):
+        LocalBackend(tmp_path / "nowhere")
+    with pytest.raises(ConfigurationError, match="kandinsky-nb weights build"):
+        LocalBackend(str(tmp_path / "nowhere"))

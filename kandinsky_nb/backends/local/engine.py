@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ... import spec
 from ...errors import (
     BackendError,
+    ConfigurationError,
     FieldProblem,
     KandinskyNBError,
     MissingDependencyError,
@@ -103,11 +104,33 @@ def resolve_weights(
     if str(raw) == "demo":
         raw = default_demo_folder()
     path = Path(raw).expanduser()
+    _require_existing_if_path("weights", raw)
+    if i2i_weights is not None:
+        _require_existing_if_path("i2i_weights", i2i_weights)
     if path.is_dir():
         if is_demo_weights(path) or all((path / name / "model_index.json").is_file() for name in PIPELINES):
             return WeightsLocation(str(path / "t2i"), str(i2i_weights or path / "i2i"), demo=is_demo_weights(path))
         return WeightsLocation(str(path), str(i2i_weights or spec.LOCAL_I2I_CHECKPOINT))
     return WeightsLocation(str(raw), str(i2i_weights or spec.LOCAL_I2I_CHECKPOINT))
+
+
+def _looks_like_a_path(raw: str | os.PathLike[str]) -> bool:
+    """A hub id is ``owner/name``; anything absolute, relative-looking or deeper is meant as a folder."""
+    text = os.fspath(raw)
+    return (
+        isinstance(raw, Path)
+        or text.startswith(("/", ".", "~"))
+        or text.count("/") > 1
+        or os.sep in text.replace("/", "")
+    )
+
+
+def _require_existing_if_path(argument: str, raw: str | os.PathLike[str]) -> None:
+    if _looks_like_a_path(raw) and not Path(raw).expanduser().is_dir():
+        raise ConfigurationError(
+            f"{argument}={os.fspath(raw)!r} is not a folder. Give a diffusers pipeline folder, a hub id such as "
+            f"{spec.LOCAL_T2I_CHECKPOINT!r}, or 'demo' for the offline demo weights (kandinsky-nb weights build)."
+        )
 
 
 def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
