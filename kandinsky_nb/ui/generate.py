@@ -257,9 +257,12 @@ class GeneratePanel(widgets.VBox):
         # Image input for editing.
         self._add("seedImage", widgets.FileUpload(accept="image/*", multiple=False, description="Image to edit"))
         self.seed_image_preview = css(widgets.HTML(""), "knb-seed-image-preview")
-        self.clear_image_button = css(widgets.Button(description="Remove image", icon="times"), "knb-clear-image")
+        self.clear_image_button = css(widgets.Button(description="Remove images", icon="times"), "knb-clear-image")
         self.clear_image_button.on_click(self.errors.guard("Remove image")(self._on_clear_image))
         self._add("strength", limit_slider("strength", "strength"))
+        self._add(
+            "referenceImages", widgets.FileUpload(accept="image/*", multiple=True, description="Reference images")
+        )
 
         for key, control in self.controls.items():
             if key != "lora":
@@ -342,6 +345,7 @@ class GeneratePanel(widgets.VBox):
                 self._with_problems("seedImage", c["seedImage"], self.clear_image_button),
                 self.seed_image_preview,
                 self._with_problems("strength", c["strength"]),
+                self._with_problems("referenceImages", c["referenceImages"]),
             ]
         )
         self.accordion = css(
@@ -436,6 +440,7 @@ class GeneratePanel(widgets.VBox):
             st.LoraEntry(model=row.children[0].value, weight=row.children[1].value, transformer=row.children[2].value)
             for row in self.lora_rows.children
         ]
+        s.referenceImages = [bytes(upload["content"]) for upload in c["referenceImages"].value]
         uploads = c["seedImage"].value
         if uploads:
             upload = uploads[0]
@@ -477,9 +482,10 @@ class GeneratePanel(widgets.VBox):
         self._syncing = True
         try:
             self.controls["seedImage"].value = ()
+            self.controls["referenceImages"].value = ()
         finally:
             self._syncing = False
-        self.update(seedImage=None, seedImage_name="")
+        self.update(seedImage=None, seedImage_name="", referenceImages=[])
 
     def _show_seed_image(self) -> None:
         s = self.state

@@ -96,10 +96,16 @@ class GenerateState:
     seedImage: bytes | None = None
     seedImage_name: str = ""
     strength: float = float(_default("strength"))
+    referenceImages: list[bytes] = field(default_factory=list)
 
     def copy(self, **changes: Any) -> GenerateState:
         """A copy with some fields changed (lists and dicts are copied too, never shared)."""
-        copied = replace(self, cache_options=dict(self.cache_options), loras=[replace(e) for e in self.loras])
+        copied = replace(
+            self,
+            cache_options=dict(self.cache_options),
+            loras=[replace(e) for e in self.loras],
+            referenceImages=list(self.referenceImages),
+        )
         for name, value in changes.items():
             if name not in {f.name for f in fields(self)}:
                 raise AttributeError(
@@ -191,6 +197,8 @@ def wire_fields(state: GenerateState) -> tuple[dict[str, Any], list[FieldProblem
     if state.seedImage is not None:
         data["seedImage"] = state.seedImage
         data["strength"] = state.strength
+    if state.referenceImages:
+        data["referenceImages"] = list(state.referenceImages)
     return data, problems
 
 
@@ -235,7 +243,7 @@ def control_for_problem(path: str) -> str:
     if path.startswith("lora"):
         return "lora"
     if path.startswith("referenceImages"):
-        return "seedImage"
+        return "referenceImages"
     return path or GENERAL
 
 
@@ -296,6 +304,9 @@ def state_from_request(request: ImageInferenceRequest) -> GenerateState:
         state.seedImage = request.seedImage.read_bytes()
         state.seedImage_name = "from a previous run"
         state.strength = float(request.effective("strength"))
+    state.referenceImages = [
+        ref.read_bytes() for ref in request.referenceImages or [] if ref.kind in ("bytes", "path", "data_uri", "base64")
+    ]
     return state
 
 
@@ -326,6 +337,14 @@ def code_for_request(request: ImageInferenceRequest, *, session_name: str = "ses
         else:
             data["seedImage"] = "PATH_TO_YOUR_IMAGE.png"
             image_note = "# seedImage: the panel's uploaded image; replace the placeholder with its file path.\n"
+    if "referenceImages" in data:
+        references = request.referenceImages or []
+        data["referenceImages"] = [
+            ref.to_wire() if ref.sent_as_is else f"PATH_TO_REFERENCE_{index + 1}.png"
+            for index, ref in enumerate(references)
+        ]
+        if not all(ref.sent_as_is for ref in references):
+            image_note += "# referenceImages: uploaded in the panel; replace the placeholders with their file paths.\n"
     lines = ["import kandinsky_nb as knb", "", f"{session_name} = knb.Session()", image_note.rstrip("\n")]
     call = [f"generation = {session_name}.generate(", f"    {prompt!r},"]
     for key, value in data.items():

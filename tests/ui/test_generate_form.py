@@ -172,8 +172,12 @@ def test_uploaded_image_becomes_seed_image_with_strength():
     assert wire["strength"] == spec.LIMITS["strength"].default
     assert "<img" in panel.seed_image_preview.value
     assert "PATH_TO_YOUR_IMAGE" in panel.code()
+    panel.controls["referenceImages"].value = (upload, upload | {"name": "style.png"})
+    assert panel.request.to_wire()["referenceImages"] == [wire["seedImage"]] * 2
+    assert "PATH_TO_REFERENCE_2.png" in panel.code()
     panel.clear_image_button.click()
-    assert panel.state.seedImage is None and "seedImage" not in panel.request.to_wire()
+    wire = panel.request.to_wire()
+    assert panel.state.seedImage is None and "seedImage" not in wire and "referenceImages" not in wire
 
 
 def test_safety_and_api_options():
@@ -227,6 +231,7 @@ def test_state_round_trips_through_a_request():
         loras=[LoraEntry("civitai:9@9", -1.5, "low")],
         seedImage=png_bytes(),
         strength=0.4,
+        referenceImages=[png_bytes(16), png_bytes(24)],
     )
     request = st.build_request(state)
     again = st.build_request(st.state_from_request(request))
