@@ -218,7 +218,9 @@ class RunwareBackend:
             if isinstance(action, Post):
                 response = client.post(self.endpoint, json=action.tasks, headers=self._auth(), timeout=action.timeout)
                 return self._reply(response.status_code, response.content, response.headers)
-            with client.stream("GET", action.url, timeout=action.timeout, follow_redirects=True) as response:
+            with client.stream(
+                "GET", action.url, timeout=action.timeout, headers=_IMAGE_ACCEPT, follow_redirects=True
+            ) as response:
                 body, too_large = bytearray(), False
                 for chunk in response.iter_bytes():
                     body += chunk
@@ -242,7 +244,9 @@ class RunwareBackend:
                     self.endpoint, json=action.tasks, headers=self._auth(), timeout=action.timeout
                 )
                 return self._reply(response.status_code, response.content, response.headers)
-            async with client.stream("GET", action.url, timeout=action.timeout, follow_redirects=True) as response:
+            async with client.stream(
+                "GET", action.url, timeout=action.timeout, headers=_IMAGE_ACCEPT, follow_redirects=True
+            ) as response:
                 body, too_large = bytearray(), False
                 async for chunk in response.aiter_bytes():
                     body += chunk
@@ -283,6 +287,10 @@ class RunwareBackend:
             )
             self._aclient_loop = loop
         return self._aclient
+
+
+# Image downloads go to a CDN (or the server's /images): ask for an image, and never send the API key there.
+_IMAGE_ACCEPT = {"Accept": "image/*, */*;q=0.5"}
 
 
 def _fetched(response: httpx.Response, body: bytes, too_large: bool) -> Reply:

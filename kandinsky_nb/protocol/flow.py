@@ -319,19 +319,19 @@ def _upload(
         verdict = classify((yield Post(list(uploads.values()), config.timeout, "upload")))
         if verdict.kind == "ok":
             retry: dict[str, bytes] = {}
-            for key, task in uploads.items():
-                errors = verdict.envelope.errors_for(task["taskUUID"]) or verdict.envelope.unscoped_errors
-                image_uuid = next(
-                    (i.get("imageUUID") for i in verdict.envelope.items_for(task["taskUUID"]) if i.get("imageUUID")),
-                    None,
-                )
+            for key, upload in uploads.items():
+                errors = verdict.envelope.errors_for(upload["taskUUID"]) or verdict.envelope.unscoped_errors
+                items = verdict.envelope.items_for(upload["taskUUID"])
+                if not items and len(uploads) == 1:
+                    items = verdict.envelope.items  # a server that leaves taskUUID out of a single answer
+                image_uuid = next((i.get("imageUUID") for i in items if i.get("imageUUID")), None)
                 if image_uuid:
                     cache[key] = str(image_uuid)
                 elif errors and is_retryable_code(errors[0].code):
                     retry[key] = waiting[key]
-                    failed[key] = task_error(errors, task_uuid=task["taskUUID"], status=verdict.status)
+                    failed[key] = task_error(errors, task_uuid=upload["taskUUID"], status=verdict.status)
                 elif errors:
-                    failed[key] = task_error(errors, task_uuid=task["taskUUID"], status=verdict.status)
+                    failed[key] = task_error(errors, task_uuid=upload["taskUUID"], status=verdict.status)
                 else:
                     failed[key] = malformed_response_error("imageUpload answered without an imageUUID")
             waiting = retry

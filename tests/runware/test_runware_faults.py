@@ -180,3 +180,34 @@ def test_a_failed_download_is_retried(mode, make_backend, proxy):
     proxy.inject(Fault("status", status=503, path="/images"), Fault("drop", path="/images"))
     generation = call(make_backend(), mode, "generate", prompt())
     assert generation.images and proxy.faults_used() == ["status", "drop"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_upload_is_retried_on_a_transient_fault_and_a_refused_upload_fails_only_its_task(
+    mode, make_backend, proxy, state
+):
+    import io
+
+    from PIL import Image
+
+    def png(colour: str) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (4, 4), colour).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    proxy.inject(Fault("status", status=503, task_type="imageUpload"))
+    generation = call(make_backend(), mode, "generate", prompt(seedImage=png("red")))
+    assert generation.images and proxy.faults_used() == ["status"]
+
+    def refuse(body):
+        task_uuid = body["data"][0]["taskUUID"]
+        return {
+            "errors": [{"code": "invalidImage", "message": "unreadable", "parameter": "image", "taskUUID": task_uuid}]
+        }
+
+    proxy.inject(Fault("rewrite", rewrite=refuse, status=400, task_type="imageUpload"))
+    with_image, without = prompt(seedImage=png("blue")), prompt()
+    outcomes = call(make_backend(), mode, "generate_many", [with_image, without])
+    assert isinstance(outcomes[0], TaskError) and outcomes[0].code == "invalidImage"
+    assert isinstance(outcomes[1], Generation)
+    assert state.generations[with_image.taskUUID] == 0
