@@ -166,7 +166,6 @@ def voila(notebook: Path, env: Mapping[str, str] | None = None, timeout: float =
         "--no-browser",
         f"--port={port}",
         "--Voila.ip=127.0.0.1",
-        "--Voila.tornado_settings={'disable_check_xsrf': True}",
     ]
     log_path = root / "_voila.log"
     with log_path.open("wb") as log:
