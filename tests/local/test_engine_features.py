@@ -272,3 +272,9 @@ def test_an_unreadable_image_is_a_request_error_naming_the_field(demo_backend):
     with pytest.raises(RequestValidationError) as error:
         run(demo_backend, referenceImages=[broken_png])
     assert error.value.fields == ["referenceImages[0]"]
+
+
+def test_content_check_is_refused_rather_than_faked(demo_backend):
+    with pytest.raises(UnsupportedByEngineError) as refused:
+        run(demo_backend, safety={"checkContent": True, "mode": "fast"})
+    assert refused.value.field == "safety.checkContent"

@@ -190,6 +190,14 @@ class RunPlan:
 
 def plan_request(request: ImageInferenceRequest) -> RunPlan:
     """Decide how to run a request, or raise UnsupportedByEngineError for anything this engine cannot honour."""
+    if request.safety is not None and request.safety.checkContent:
+        raise UnsupportedByEngineError(
+            "safety.checkContent",
+            True,
+            ENGINE,
+            "the local engine has no content checker, so it could not honestly report NSFWContent",
+            "safety.checkContent=false, or the Runware engine for checked content",
+        )
     choice = local_scheduler(request.scheduler)
     loras = tuple(lora_plan(request))
     cache = cache_plan(request)
