@@ -11,6 +11,7 @@ drivers below differ only by ``await``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -106,8 +107,8 @@ class RunwareBackend:
         self.base_url = runware_base_url(base_url)
         self.endpoint = self.base_url + "/v1"
         policy = retry_policy or RetryPolicy()
-        if retry_policy is None or max_retries != DEFAULT_MAX_RETRIES:
-            policy = RetryPolicy(**{**policy.__dict__, "max_retries": max_retries})
+        if retry_policy is None or max_retries != DEFAULT_MAX_RETRIES:  # an explicit max_retries wins
+            policy = dataclasses.replace(policy, max_retries=max_retries)
         self.config = FlowConfig(
             timeout=timeout,
             poll_timeout=poll_timeout,

@@ -234,3 +234,14 @@ def test_results_go_to_the_webhook_and_the_upload_endpoint(server):
     hooks_sent = [json.loads(data) for method, path, data in received if path == "/hook"]
     assert len(puts) == 2 and all(data.startswith(b"\x89PNG") for data in puts)
     assert [h["data"][0] for h in hooks_sent] == body["data"]
+
+
+def test_an_image_url_expires_with_its_ttl(server, state):
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), "red").save(buffer, format="PNG")
+    kept = state.store_image(buffer.getvalue(), ttl=60)
+    gone = state.store_image(buffer.getvalue(), ttl=0.05)
+    time.sleep(0.1)
+    assert httpx.get(f"{server.url}/images/{kept}.png").headers["content-type"] == "image/png"
+    expired = httpx.get(f"{server.url}/images/{gone}.png")
+    assert expired.status_code == 404 and expired.json()["errors"][0]["code"] == "mediaNotFound"
