@@ -467,9 +467,13 @@ class LocalBackend:
             self._image(request, image, seed, took, output_format, quality, output_type)
             for seed, image, took in outputs
         ]
+        per_image = [took for _, _, took in outputs]
         details = {
+            # ``seconds``: the whole request (a first request includes loading the pipeline); ``gpu_seconds``: the
+            # pipeline calls only, what each image's cost is computed from.
             "seconds": seconds,
-            "seconds_per_image": [took for _, _, took in outputs],
+            "gpu_seconds": sum(per_image),
+            "seconds_per_image": per_image,
             "device": self.device,
             "dtype": str(pipe.transformer.dtype).removeprefix("torch."),
             "pipeline": type(pipe).__name__,
@@ -481,7 +485,7 @@ class LocalBackend:
             "scheduler": {
                 "name": plan.scheduler.name,
                 "class": type(scheduler).__name__,
-                "config": dict(scheduler.config),
+                "config": {k: v for k, v in scheduler.config.items() if k != "_use_default_values"},
                 "remapped": plan.scheduler.remapped,
                 "stochastic": plan.scheduler.stochastic,
                 "note": plan.scheduler.note,
