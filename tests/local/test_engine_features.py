@@ -4,6 +4,7 @@ acceleratorOptions and image inputs. Demo weights: their modulation is randomise
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 
@@ -137,11 +138,22 @@ def lora_files(demo_weights, tmp_path_factory):
     bare = folder.parent / "bare.safetensors"
     save_file({key: value.contiguous() for key, value in state_dict.items()}, str(bare))
     assert not any(key.startswith("transformer.") for key in state_dict)
-    return folder, bare
+    # PEFT's own folder layout: adapter_config.json + adapter_model.safetensors with base_model.model. keys
+    peft_folder = folder.parent / "peft-lora"
+    peft_folder.mkdir()
+    save_file(
+        {f"base_model.model.{key}": value.contiguous() for key, value in state_dict.items()},
+        str(peft_folder / "adapter_model.safetensors"),
+    )
+    config = transformer.peft_config["default"].to_dict()
+    (peft_folder / "adapter_config.json").write_text(
+        json.dumps({k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}, default=str)
+    )
+    return folder, bare, peft_folder
 
 
 def test_lora_weight_zero_is_no_lora_and_nonzero_changes_the_image(demo_backend, baseline, lora_files):
-    folder, _ = lora_files
+    folder, _, _ = lora_files
     assert np.array_equal(run(demo_backend, lora=[{"model": str(folder), "weight": 0}]), baseline)
     with_lora = run(demo_backend, lora=[{"model": str(folder), "weight": 1}])
     assert not np.array_equal(with_lora, baseline)
@@ -152,15 +164,34 @@ def test_lora_weight_zero_is_no_lora_and_nonzero_changes_the_image(demo_backend,
 
 
 def test_lora_without_the_transformer_prefix_is_applied(demo_backend, baseline, lora_files):
-    folder, bare = lora_files
+    folder, bare, peft_folder = lora_files
     prefixed = run(demo_backend, lora=[{"model": str(folder)}])
     unprefixed = run(demo_backend, lora=[{"model": str(bare), "transformer": "both"}])
+    peft_layout = run(demo_backend, lora=[{"model": str(peft_folder)}])
     assert not np.array_equal(unprefixed, baseline)
     assert np.abs(unprefixed - prefixed).max() <= 1
+    assert np.abs(peft_layout - prefixed).max() <= 1
+
+
+def test_lora_alpha_from_a_peft_config_is_honoured(demo_backend, lora_files, tmp_path):
+    import shutil
+
+    folder, _, peft_folder = lora_files
+    doubled = tmp_path / "alpha8"
+    shutil.copytree(peft_folder, doubled)
+    config = json.loads((doubled / "adapter_config.json").read_text())
+    (doubled / "adapter_config.json").write_text(json.dumps({**config, "lora_alpha": 8}))  # scale alpha/r = 2
+    assert (
+        np.abs(
+            run(demo_backend, lora=[{"model": str(doubled)}])
+            - run(demo_backend, lora=[{"model": str(folder), "weight": 2}])
+        ).max()
+        <= 1
+    )
 
 
 def test_lora_refusals_name_the_field_and_the_fix(demo_backend, lora_files, tmp_path):
-    folder, _ = lora_files
+    folder, _, _ = lora_files
     with pytest.raises(UnsupportedByEngineError) as stage:
         run(demo_backend, lora=[{"model": str(folder), "transformer": "high"}])
     assert stage.value.field == "lora[0].transformer" and "single transformer" in str(stage.value)

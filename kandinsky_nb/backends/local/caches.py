@@ -97,7 +97,8 @@ def cache_plan(request: ImageInferenceRequest) -> CachePlan | None:
             window,
             max_consecutive,
             note="remapped: diffusers has no TeaCache; MagCache skips steps by the same rule (accumulated estimated "
-            "output change below a threshold) using the model's official magnitude ratios",
+            "output change below a threshold) using the magnitude ratios of the official T2I config (also used for "
+            "editing, which has none published)",
         )
     if options.dbCacheThreshold is not None:
         raise UnsupportedByEngineError(
