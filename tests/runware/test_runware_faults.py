@@ -39,7 +39,7 @@ RECOVERABLE = {
     "503": Fault("status", status=503),
     "dropped before the server": Fault("drop"),
     "dropped after the server ran it": Fault("drop_after"),
-    "slow answer (client times out)": Fault("slow", delay=1.5),
+    "slow answer (client times out)": Fault("slow", delay=2.0),
     "malformed JSON": Fault("malformed"),
     "retryable task code": Fault(
         "rewrite",
@@ -53,7 +53,7 @@ RECOVERABLE = {
 def test_fault_is_retried_and_recovered_without_a_second_generation(fault, mode, make_backend, proxy, state):
     proxy.inject(replace(RECOVERABLE[fault]))  # a copy: the proxy counts its uses down
     request = prompt(seed=5)
-    generation = call(make_backend(timeout=0.7), mode, "generate", request)
+    generation = call(make_backend(timeout=1.0), mode, "generate", request)
     assert isinstance(generation, Generation) and generation.seeds == [5]
     assert proxy.faults_used() == [RECOVERABLE[fault].kind]
     assert submits(proxy, request) == 2  # the same taskUUID, sent twice
