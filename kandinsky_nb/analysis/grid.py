@@ -203,6 +203,10 @@ def contact_sheet(
         canonical = resolve_axis(axis) or axis
         given = orders.get(axis) or orders.get(canonical)
         values[axis] = list(given) if given else _ordered(coords[axis])
+        if not values[axis]:
+            raise SweepError(
+                f"no run has a value for axis {axis!r}; run the sweep first, or draw another part of the log"
+            )
     xs = values[x] if x else [None]
     ys = values[y] if y else [None]
     blocks = list(itertools.product(*(values[a] for a in z_axes))) if z_axes else [()]

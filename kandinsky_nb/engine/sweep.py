@@ -18,11 +18,13 @@ import asyncio
 import hashlib
 import itertools
 import json
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import spec
@@ -335,6 +337,10 @@ class SweepPlan:
     def df(self) -> pd.DataFrame:
         """This sweep's rows of the run log."""
         return self.session.runs.dataframe("sweep_id = ?", (self.name,))
+
+    def export(self, path: str | os.PathLike[str], format: str | None = None) -> Path:
+        """Write this sweep's rows to Parquet or CSV (by ``format`` or the file's extension)."""
+        return self.session.runs.export(path, format, self.df)
 
     # -- estimate ---------------------------------------------------------------------------------------------------
     def _todo(self, retry_failed: bool = True) -> tuple[list[_Todo], int]:

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 
+import pandas as pd
 import pytest
 from sweep_testkit import KEY, PricedEngine, runware, served
 
@@ -116,7 +117,7 @@ def test_estimate_and_the_budget_refuse_before_anything_is_sent(server, tmp_path
 
 
 # -- running ----------------------------------------------------------------------------------------------------------
-def test_failed_cells_are_logged_and_do_not_stop_the_sweep(session, server):
+def test_failed_cells_are_logged_and_do_not_stop_the_sweep(session, server, tmp_path):
     plan = session.sweep(PROMPT, name="mixed", steps=[10, 20], scheduler=["Euler", "DDIM"])
     report = plan.run(concurrency=2, progress=False)
     assert (report.ok, report.failed) == (2, 2)
@@ -125,6 +126,8 @@ def test_failed_cells_are_logged_and_do_not_stop_the_sweep(session, server):
     assert set(failed["scheduler"]) == {"DDIM"}
     assert set(failed["error_code"]) == {"unsupportedParameter"}
     assert plan.status() == {"ok": 2, "failed": 2}
+    exported = pd.read_csv(plan.export(tmp_path / "mixed.csv"))
+    assert sorted(exported["status"]) == ["failed", "failed", "ok", "ok"]
     # Re-running skips what is done and tries the failed cells again (with new taskUUIDs).
     again = session.sweep(PROMPT, name="mixed", steps=[10, 20], scheduler=["Euler", "DDIM"]).run(progress=False)
     assert (again.skipped_done, again.ok, again.failed) == (2, 0, 2)
