@@ -156,3 +156,13 @@ def test_a_missing_weights_folder_is_a_configuration_error(tmp_path):
         LocalBackend(tmp_path / "nowhere")
     with pytest.raises(ConfigurationError, match="kandinsky-nb weights build"):
         LocalBackend(str(tmp_path / "nowhere"))
+
+
+def test_two_builders_at_once_get_one_complete_folder(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = tmp_path / "shared-weights"
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(build_demo_weights, [folder, folder]))
+    assert results == [folder, folder]
+    assert demo_weights_ready(folder) and not list(folder.glob(".staging-*"))
