@@ -301,3 +301,22 @@ def test_an_error_that_names_no_task_goes_to_the_tasks_without_answers():
     first, second = script.run(conversation([request(), other], config=CONFIG, clock=script.clock))
     assert isinstance(first, TaskError) and first.task_uuid == T
     assert isinstance(second, Generation)
+
+
+def test_a_refused_key_fills_every_slot_of_a_batch_without_retrying():
+    other = ImageInferenceRequest(positivePrompt="another task")
+    script = Script(Reply(401, b'{"errors": [{"code": "invalidApiKey", "message": "no"}]}'))
+    outcomes = script.run(conversation([request(), other], config=CONFIG, clock=script.clock))
+    assert [type(o) for o in outcomes] == [AuthenticationError, AuthenticationError]
+    assert [o.task_uuid for o in outcomes] == [T, other.taskUUID]
+    assert len(script.posts) == 1
+
+
+def test_a_batch_is_retried_as_a_whole_with_the_same_task_uuids():
+    other = ImageInferenceRequest(positivePrompt="another task")
+    both = {"data": [done_item("a"), {**done_item("b"), "taskUUID": other.taskUUID}]}
+    script = Script(Reply(503, b""), both)
+    outcomes = script.run(conversation([request(), other], config=CONFIG, clock=script.clock))
+    assert all(isinstance(o, Generation) for o in outcomes)
+    assert script.posts[0].tasks == script.posts[1].tasks and len(script.posts[0].tasks) == 2
+    assert 0 < script.now <= CONFIG.policy.initial_delay  # one backoff wait, jittered
