@@ -5,7 +5,8 @@
 Prints CPU seconds (process time, all threads) and wall seconds for:
 
 1. ``import kandinsky_nb.backends.local`` plus what its first use loads (torch + diffusers + the Kandinsky 5 pipeline
-   class), each in a fresh process, against a fresh process importing only torch + diffusers + that class (baseline);
+   class), each in a fresh process, against a fresh process importing only torch + diffusers + that class (baseline),
+   and the package alone (it defers torch, so panels can read the scheduler table cheaply);
 2. one demo generation of a 1024x1024 request at the demo scale (rendered 128x128, 20 steps, CFG), through
    ``LocalBackend.generate`` against the bare ``Kandinsky5T2IPipeline`` call with the same settings on the same
    weights and thread count (baseline). The ratio is the engine's overhead (planning, seeding, encoding the image).
@@ -28,6 +29,13 @@ import kandinsky_nb.backends.local as local
 from kandinsky_nb.backends.local.engine import import_local_stack
 torch, diffusers = import_local_stack()
 diffusers.Kandinsky5T2IPipeline
+print(time.process_time() - c, time.perf_counter() - w)
+"""
+IMPORT_PACKAGE_ONLY = """
+import time
+c, w = time.process_time(), time.perf_counter()
+import sys, kandinsky_nb.backends.local
+assert "torch" not in sys.modules
 print(time.process_time() - c, time.perf_counter() - w)
 """
 IMPORT_BARE = """
@@ -70,6 +78,10 @@ def main() -> None:
     print(f"kandinsky_nb.backends.local + torch + diffusers: {e_cpu:6.2f} s CPU  {e_wall:6.2f} s wall")
     print(f"baseline torch + diffusers only:                 {b_cpu:6.2f} s CPU  {b_wall:6.2f} s wall")
     print(f"ratio engine/baseline:                           {e_cpu / b_cpu:6.2f} x CPU  {e_wall / b_wall:6.2f} x wall")
+    o_cpu, o_wall = (
+        statistics.median(x) for x in zip(*[fresh_process(IMPORT_PACKAGE_ONLY) for _ in range(3)], strict=True)
+    )
+    print(f"kandinsky_nb.backends.local alone (no torch yet): {o_cpu:6.2f} s CPU  {o_wall:6.2f} s wall")
 
     import torch
     from diffusers import Kandinsky5T2IPipeline
