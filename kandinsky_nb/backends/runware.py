@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import random
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -120,6 +121,7 @@ class RunwareBackend:
         self._transport = transport
         self._async_transport = async_transport
         self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
         self._aclient: httpx.AsyncClient | None = None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
         # Content hash -> imageUUID of local image inputs already uploaded through this backend.
@@ -147,9 +149,10 @@ class RunwareBackend:
         return self._drive(self._plan(requests, resume=True))
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def __enter__(self) -> RunwareBackend:
         return self
@@ -274,9 +277,14 @@ class RunwareBackend:
         return {"User-Agent": f"kandinsky-nb/{__version__}", "Accept": "application/json"}
 
     def _sync_client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(transport=self._transport, timeout=self.config.timeout, headers=self._headers())
-        return self._client
+        # Sweeps call the sync twin from several threads at once: one lock, so they share one client (and its
+        # connection pool) instead of each making one and leaking the others' sockets.
+        with self._client_lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    transport=self._transport, timeout=self.config.timeout, headers=self._headers()
+                )
+            return self._client
 
     def _async_client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()

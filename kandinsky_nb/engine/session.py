@@ -358,9 +358,12 @@ class Session:
         self, request: ImageInferenceRequest, *, sweep_id: str | None = None, sweep_cell: str | None = None
     ) -> Generation | None:
         """Look a request that was sent earlier but never answered in the log up by its taskUUID, without sending
-        it again. Logs and returns what the engine has, or None when it has no record (then it is safe to send)."""
+        it again. Logs and returns what the engine has, or None when it has no record (then it is safe to send).
+        Raises PollTimeoutError when the engine has the task but it is still running (the run stays unanswered)."""
         try:
             found = await self.backend.aresume(request)
+        except PollTimeoutError:
+            raise  # the engine has the task and it is still running: sending it again would pay twice
         except Exception:
             return None  # the lookup itself failed: the caller decides whether to send again
         return None if found is None else self._recovered(found, sweep_id, sweep_cell)
@@ -373,6 +376,8 @@ class Session:
         resume = getattr(self.backend, "resume", None)
         try:
             found = resume(request) if callable(resume) else _run_in_thread(self.backend.aresume(request))
+        except PollTimeoutError:
+            raise  # still running on the engine: never send it again
         except Exception:
             return None
         return None if found is None else self._recovered(found, sweep_id, sweep_cell)

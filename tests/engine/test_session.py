@@ -205,3 +205,43 @@ def test_generate_many_is_one_batch_with_a_slot_per_request(server):
         assert isinstance(bad, TaskError)
         assert [r["status"] for r in session.runs.rows()] == ["ok", "failed"]
     assert len([b for b in state.received if any(t.get("taskType") == "imageInference" for t in b)]) == 1
+
+
+def test_a_task_still_running_is_never_sent_again(tmp_path):
+    from kandinsky_nb.errors import PollTimeoutError
+
+    engine = PricedEngine(delay=1.0)
+    with served(engine) as (url, state), Session(runware(url, poll_timeout=0.15), home=tmp_path) as session:
+        with pytest.raises(PollTimeoutError) as caught:
+            session.generate("a red fox in snow", steps=10, deliveryMethod="async")
+        task_uuid = caught.value.task_uuid
+        # Resumed while the engine is still working on it: the lookup times out again and nothing is resubmitted.
+        with pytest.raises(PollTimeoutError):
+            session.resume(task_uuid)
+        assert session.runs.get(task_uuid)[0]["status"] == "unanswered"
+        plan_request = session._unanswered(task_uuid)[0]
+        with pytest.raises(PollTimeoutError):
+            session.resume_request(plan_request)
+    assert state.generations[task_uuid] == 1
+
+
+def test_threads_share_one_sync_client(tmp_path):
+    import threading
+
+    from kandinsky_nb.backends.runware import RunwareBackend
+
+    backend = RunwareBackend("k", base_url="http://127.0.0.1:9")
+    clients: list[object] = []
+    barrier = threading.Barrier(8)
+
+    def grab() -> None:
+        barrier.wait()
+        clients.append(backend._sync_client())
+
+    threads = [threading.Thread(target=grab) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    backend.close()
+    assert len({id(client) for client in clients}) == 1
