@@ -166,3 +166,10 @@ def test_two_builders_at_once_get_one_complete_folder(tmp_path):
         results = list(pool.map(build_demo_weights, [folder, folder]))
     assert results == [folder, folder]
     assert demo_weights_ready(folder) and not list(folder.glob(".staging-*"))
+
+
+def test_offload_needs_a_gpu(demo_weights):
+    from kandinsky_nb.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="device='cuda'"):
+        LocalBackend(demo_weights / "t2i", device="cpu", offload=True)

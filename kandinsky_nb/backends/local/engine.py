@@ -274,7 +274,9 @@ class LocalBackend:
     when available, else ``"cpu"``. ``demo_scale``: render at this fraction of the requested size (default
     :data:`DEMO_SCALE` for demo weights, 1 otherwise). ``gpu_hourly_usd``: the price of an hour of this machine;
     each image costs its measured seconds at that rate. ``cpu_threads``: torch intra-op threads while generating
-    (restored afterwards; default: torch's own setting, 1 for demo weights).
+    (restored afterwards; default: torch's own setting, 1 for demo weights). ``offload``: keep the weights in CPU
+    memory and move each component to the GPU only while it runs (diffusers' model CPU offload), for GPUs with less
+    memory than the ~29 GB a bf16 pipeline needs.
 
     Thread-safe: pipeline calls are serialised by a lock. Pipelines load on first use.
     """
@@ -290,6 +292,7 @@ class LocalBackend:
         demo_scale: float | None = None,
         gpu_hourly_usd: float = DEFAULT_GPU_HOURLY_USD,
         cpu_threads: int | None = None,
+        offload: bool = False,
     ) -> None:
         self.weights = resolve_weights(weights, i2i_weights)
         self.demo = self.weights.demo
@@ -300,6 +303,9 @@ class LocalBackend:
             device = device or "cpu"
             cpu_threads = cpu_threads or 1
         self.cpu_threads = cpu_threads
+        if offload and not (device or "cuda").startswith("cuda"):
+            raise ConfigurationError("offload=True moves model parts to a GPU while they run; it needs device='cuda'.")
+        self.offload = offload
         self.scale = float(demo_scale if demo_scale is not None else (DEMO_SCALE if self.demo else 1.0))
         if not 0 < self.scale <= 1:
             raise ValueError(f"demo_scale must be in (0, 1], not {self.scale}; use e.g. {DEMO_SCALE}")
@@ -339,7 +345,7 @@ class LocalBackend:
             raise BackendError("this LocalBackend is closed; create a new one")
         if kind not in self._pipelines:
             if self.device.startswith("cuda") and self._pipelines:
-                # Each real pipeline holds a 6B transformer plus a 7B text encoder (~30 GB in bf16): keep one resident
+                # Each real pipeline holds a 6B transformer plus an 8B Qwen2.5-VL text encoder (~29 GB in bf16): keep one resident
                 # on the GPU, so switching between text to image and editing reloads instead of running out of memory.
                 self._release_pipelines()
             self._pipelines[kind] = self._load(kind)
@@ -381,7 +387,11 @@ class LocalBackend:
             ) from exc
         if kind == "i2i":
             pipe.tokenizer = _qwen_processor(pipe.tokenizer)  # demo weights save a plain tokenizer
-        pipe.to(self.device)
+        if self.offload:
+            # Components move to the GPU only while they run: a ~29 GB bf16 pipeline (6B transformer, 8B Qwen2.5-VL) fits a smaller card, slower.
+            pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
         # The pipeline snaps any other size to its 7 native ~1 MP sizes; list the sizes this engine renders.
         pipe.resolutions = list(dict.fromkeys(scaled_size(s.width, s.height, self.scale) for s in spec.SIZES))
         pipe.set_progress_bar_config(disable=True)
