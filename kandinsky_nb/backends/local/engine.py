@@ -345,8 +345,9 @@ class LocalBackend:
             raise BackendError("this LocalBackend is closed; create a new one")
         if kind not in self._pipelines:
             if self.device.startswith("cuda") and self._pipelines:
-                # Each real pipeline holds a 6B transformer plus an 8B Qwen2.5-VL text encoder (~29 GB in bf16): keep one resident
-                # on the GPU, so switching between text to image and editing reloads instead of running out of memory.
+                # Each real pipeline holds a 6B transformer plus an 8B Qwen2.5-VL text encoder (~29 GB in bf16):
+                # keep one on the GPU, so switching between text to image and editing reloads instead of running
+                # out of memory.
                 self._release_pipelines()
             self._pipelines[kind] = self._load(kind)
         return self._pipelines[kind]
@@ -388,7 +389,8 @@ class LocalBackend:
         if kind == "i2i":
             pipe.tokenizer = _qwen_processor(pipe.tokenizer)  # demo weights save a plain tokenizer
         if self.offload:
-            # Components move to the GPU only while they run: a ~29 GB bf16 pipeline (6B transformer, 8B Qwen2.5-VL) fits a smaller card, slower.
+            # Components move to the GPU only while they run: a ~29 GB bf16 pipeline (6B transformer, 8B
+            # Qwen2.5-VL) then fits a smaller card, at some speed.
             pipe.enable_model_cpu_offload(device=self.device)
         else:
             pipe.to(self.device)
