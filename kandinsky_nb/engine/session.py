@@ -127,17 +127,9 @@ class Session:
 
     def check(self, request: ImageInferenceRequest) -> None:
         """Raise UnsupportedByEngineError now if this engine would refuse the request (nothing is sent)."""
-        checker = getattr(self.backend, "check", None)
+        checker = getattr(self.backend, "check", None)  # engines that can refuse valid requests (local) say so
         if callable(checker):
             checker(request)
-            return
-        if self.engine == "local":
-            # Until LocalBackend grows a public check(), use its pure planning function (it raises the refusals).
-            from ..backends.local import engine as local_engine
-
-            planner = getattr(local_engine, "plan_request", None) or getattr(local_engine, "refuse_unsupported", None)
-            if callable(planner):
-                planner(request)
 
     # -- cost and time --------------------------------------------------------------------------------------------
     def _fitted(self) -> dict[str, LinearModel]:
