@@ -56,6 +56,28 @@ def local_scheduler_notes() -> dict[str, str]:
     return {name: choice.note for name, choice in LOCAL_SCHEDULERS.items() if not choice.supported}
 
 
+# Controls whose widget value is the state field of the same name, as is (the rest need a conversion).
+_PLAIN_CONTROLS = (
+    "positivePrompt",
+    "negativePrompt",
+    "size",
+    "steps",
+    "CFGScale",
+    "seed",
+    "random_seed",
+    "numberResults",
+    "outputType",
+    "outputFormat",
+    "outputQuality",
+    "includeCost",
+    "deliveryMethod",
+    "ttl",
+    "webhookURL",
+    "uploadEndpoint",
+    "strength",
+)
+
+
 class GeneratePanel(widgets.VBox):
     """A form for one ``imageInference`` request, with a live JSON preview, a cost estimate and a Generate button.
 
@@ -101,6 +123,9 @@ class GeneratePanel(widgets.VBox):
 
     def update(self, **changes: Any) -> None:
         """Set form values by state field name (``update(positivePrompt="...", steps=30)``) and refresh the view."""
+        if isinstance(changes.get("seed"), int):  # code says seed=7; the form keeps what was typed, as text
+            changes["seed"] = str(changes["seed"])
+            changes.setdefault("random_seed", False)
         self.state = self.state.copy(**changes)
         self._write_widgets()
         self._refresh()
@@ -377,25 +402,7 @@ class GeneratePanel(widgets.VBox):
         s, c = self.state, self.controls
         self._syncing = True
         try:
-            for key in (
-                "positivePrompt",
-                "negativePrompt",
-                "size",
-                "steps",
-                "CFGScale",
-                "seed",
-                "random_seed",
-                "numberResults",
-                "outputType",
-                "outputFormat",
-                "outputQuality",
-                "includeCost",
-                "deliveryMethod",
-                "ttl",
-                "webhookURL",
-                "uploadEndpoint",
-                "strength",
-            ):
+            for key in _PLAIN_CONTROLS:
                 c[key].value = getattr(s, key)
             c["scheduler"].value = s.scheduler or _UNSET
             c["safety.checkContent"].value = s.checkContent
@@ -411,25 +418,7 @@ class GeneratePanel(widgets.VBox):
     def _read_widgets(self) -> None:
         c = self.controls
         s = self.state.copy()
-        for key in (
-            "positivePrompt",
-            "negativePrompt",
-            "size",
-            "steps",
-            "CFGScale",
-            "seed",
-            "random_seed",
-            "numberResults",
-            "outputType",
-            "outputFormat",
-            "outputQuality",
-            "includeCost",
-            "deliveryMethod",
-            "ttl",
-            "webhookURL",
-            "uploadEndpoint",
-            "strength",
-        ):
+        for key in _PLAIN_CONTROLS:
             setattr(s, key, c[key].value)
         s.scheduler = c["scheduler"].value or None
         s.checkContent = c["safety.checkContent"].value

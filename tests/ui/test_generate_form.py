@@ -268,3 +268,10 @@ def test_dice_draws_and_fixes_a_seed_in_the_engines_random_range():
     seed = panel.request.seed
     assert not panel.state.random_seed and 0 <= seed <= spec.RANDOM_SEED_MAX
     assert panel.controls["seed"].value == str(seed) and not panel.controls["seed"].disabled
+
+
+def test_update_takes_a_seed_as_a_number_and_fixes_it():
+    panel = GeneratePanel()
+    panel.update(positivePrompt="a red fox in snow", seed=3)
+    assert panel.controls["seed"].value == "3" and panel.state.random_seed is False
+    assert panel.request is not None and panel.request.seed == 3
