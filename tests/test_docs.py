@@ -28,7 +28,7 @@ def test_readme_lists_the_run_log_columns_exactly():
 
 def test_readme_commands_exist():
     runner = CliRunner()
-    for command in re.findall(r"^kandinsky-nb (\w+)", README, re.M) + ["generate", "weights", "demo", "runs"]:
+    for command in [*re.findall(r"^kandinsky-nb (\w+)", README, re.M), "generate", "weights", "demo", "runs"]:
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0, (command, result.output)
     sweep_help = runner.invoke(main, ["sweep", "--help"]).output
