@@ -53,3 +53,17 @@ def test_binder_installs_what_the_notebooks_need():
     assert '".[local,notebook]"' in post_build and "kandinsky-nb weights build" in post_build
     assert (ROOT / "binder" / "runtime.txt").read_text().strip() == "python-3.11"
     assert "urlpath=lab/tree/notebooks/quickstart.ipynb" in README
+
+
+def test_the_readme_notebook_example_runs_on_the_demo_engine():
+    import pytest
+
+    pytest.importorskip("diffusers", reason="needs the 'local' extra")
+    block = re.search(r"## In a notebook\n\n```python\n(.*?)```", README, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    session, plan = namespace["s"], namespace["plan"]
+    assert session.demo and namespace["r"].images[0].seed == 7
+    assert plan.status()["ok"] == 36  # 3 steps x 3 CFG x 2 schedulers x 2 seeds
+    assert len(session.runs.df) == 37
+    session.close()
