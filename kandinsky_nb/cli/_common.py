@@ -7,6 +7,13 @@ from typing import Any
 
 import click
 
+# The run-log folder option every command that logs takes (one definition, one help text).
+home_option = click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run-log folder (default: $KANDINSKY_NB_HOME or ~/.kandinsky_nb).",
+)
+
 
 def short_table(frame: Any, columns: list[str], limit: int = 20) -> str:
     """A plain-text table of some columns of a DataFrame (the last ``limit`` rows)."""

@@ -6,16 +6,14 @@ from pathlib import Path
 
 import click
 
+from ._common import home_option
+
 DEMO_PROMPT = "a red fox in snow"
 DEMO_AXES = {"steps": [10, 20], "CFGScale": [3, 7], "scheduler": ["Euler", "UniPC"]}
 
 
 @click.command("demo")
-@click.option(
-    "--home",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Run-log folder (default: $KANDINSKY_NB_HOME or ~/.kandinsky_nb).",
-)
+@home_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),

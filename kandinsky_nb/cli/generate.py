@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .. import spec
+from ._common import home_option
 
 _EXTENSIONS = {"JPG": "jpg", "PNG": "png", "WEBP": "webp"}
 
@@ -37,7 +38,7 @@ _EXTENSIONS = {"JPG": "jpg", "PNG": "png", "WEBP": "webp"}
     "else demo). --weights implies local.",
 )
 @click.option("--weights", help="Local weights: a diffusers folder, a hub id, or 'demo'.")
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Run-log folder.")
+@home_option
 def command(
     prompt: str,
     negative_prompt: str | None,

@@ -8,12 +8,7 @@ from pathlib import Path
 import click
 
 from ..runlog.store import STATUSES
-
-_home = click.option(
-    "--home",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Run-log folder (default: $KANDINSKY_NB_HOME or ~/.kandinsky_nb).",
-)
+from ._common import home_option
 
 
 @click.group("runs")
@@ -33,7 +28,7 @@ def _where(sweep: str | None, status: str | None) -> tuple[str, list[str]]:
 
 
 @command.command("list")
-@_home
+@home_option
 @click.option("--sweep", help="Only this sweep.")
 @click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
 @click.option("--limit", type=int, default=20, show_default=True, help="Show the last N rows.")
@@ -52,7 +47,7 @@ def list_runs(home: Path | None, sweep: str | None, status: str | None, limit: i
 
 
 @command.command("show")
-@_home
+@home_option
 @click.argument("key")
 def show(home: Path | None, key: str) -> None:
     """One run by row id or taskUUID: every column, with the request and response JSON."""
@@ -70,7 +65,7 @@ def show(home: Path | None, key: str) -> None:
 
 
 @command.command("export")
-@_home
+@home_option
 @click.option(
     "--format", "fmt", type=click.Choice(["parquet", "csv"]), default=None, help="Default: from PATH's extension."
 )

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ._common import home_option
+
 
 @click.command("sweep")
 @click.argument("prompt")
@@ -20,11 +22,7 @@ import click
 @click.option(
     "--engine", type=click.Choice(["runware", "local", "demo"]), help="Engine (default: from the environment)."
 )
-@click.option(
-    "--home",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Run-log folder (default: $KANDINSKY_NB_HOME or ~/.kandinsky_nb).",
-)
+@home_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
