@@ -67,3 +67,13 @@ def test_the_readme_notebook_example_runs_on_the_demo_engine():
     assert plan.status()["ok"] == 36  # 3 steps x 3 CFG x 2 schedulers x 2 seeds
     assert len(session.runs.df) == 37
     session.close()
+
+
+def test_notebooks_are_stored_without_outputs():
+    import json
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        code = [cell for cell in cells if cell["cell_type"] == "code"]
+        assert code, path.name
+        assert all(not cell["outputs"] and cell["execution_count"] is None for cell in code), path.name
