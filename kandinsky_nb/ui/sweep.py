@@ -141,7 +141,8 @@ class SweepPanel(widgets.VBox):
             widgets.Button(description="Contact sheet", icon="th", tooltip="the labelled grid image of this sweep"),
             "knb-sweep-sheet-button",
         )
-        self.sheet_image = css(widgets.Image(format="png"), "knb-sweep-sheet")
+        # Hidden until there is a sheet: an empty Image widget shows as a broken-image icon.
+        self.sheet_image = css(widgets.Image(format="png", layout={"display": "none"}), "knb-sweep-sheet")
         self.sheet: Any = None
         self.cancel_button = css(widgets.Button(description="Cancel", icon="stop", disabled=True), "knb-sweep-cancel")
         self.progress = css(widgets.IntProgress(value=0, min=0, max=1, description="cells"), "knb-sweep-progress")
@@ -252,6 +253,7 @@ class SweepPanel(widgets.VBox):
             raise ValueError("there is no valid sweep to draw; fix the problems shown above first.")
         self.sheet = self.plan.grid()
         self.sheet_image.value = self.sheet._repr_png_()
+        self.sheet_image.layout.display = None
         return self.sheet
 
     def cancel(self) -> None:

@@ -55,8 +55,10 @@ async def test_run_fills_the_grid_and_a_second_run_resumes_nothing(demo_session)
     assert panel.grid.value.count("<img") == 4
     rows = demo_session.runs.df
     assert sorted(rows["sweep_id"].unique()) == ["fox-grid"] and len(rows) == 4
+    assert panel.sheet_image.layout.display == "none"  # no empty (broken-looking) image before there is a sheet
     panel.sheet_button.click()
     assert bytes(panel.sheet_image.value)[:4] == b"\x89PNG" and panel.sheet.image.width > 0
+    assert panel.sheet_image.layout.display is None
     assert panel.estimate.cells_to_run == 0  # everything done: a re-run resumes nothing
     again = await panel.run()
     assert (again.ok, again.skipped_done) == (0, 4)
