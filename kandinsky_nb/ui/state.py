@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .. import spec
+from ..engine.pricing import list_price
 from ..errors import FieldProblem, RequestValidationError
 from ..types import ImageInferenceRequest
 
@@ -319,9 +320,7 @@ def with_seed(state: GenerateState, seed: int | None) -> GenerateState:
 
 def estimate_cost(request: ImageInferenceRequest) -> float:
     """The list-price estimate of a request in USD (megapixels x steps x images, scaled from the model page)."""
-    return spec.list_price_estimate(
-        request.width, request.height, int(request.effective("steps")), int(request.effective("numberResults"))
-    )
+    return list_price(request)
 
 
 def code_for_request(request: ImageInferenceRequest, *, session_name: str = "session") -> str:
