@@ -1,30 +1,87 @@
-"""The engine protocol every backend implements."""
+"""The base every engine derives from: one required method, sensible defaults for the rest.
+
+As httpx's ``BaseTransport`` does, the base class spells out the whole contract and gives every optional part a
+default, so callers never probe an engine with ``getattr`` and fakes implement only what they change.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import asyncio
+from collections.abc import Sequence
 
 from ..types import Generation, ImageInferenceRequest
 
 
-@runtime_checkable
-class Backend(Protocol):
+class Backend:
     """An engine that turns a validated request into a :class:`Generation`.
 
-    ``generate`` and ``agenerate`` are twins that differ only by ``await``. ``aresume`` looks up a task that was
-    submitted earlier (by its ``taskUUID``) without submitting it again; it returns None when the engine has no
-    record of it, so the caller may safely submit. Engines raise the toolkit's errors, never log, and never print.
+    Subclasses implement :meth:`generate` (and :meth:`agenerate` when they have a native async path). Sync and async
+    methods are twins that differ only by ``await``. Engines raise the toolkit's errors, never log, never print.
     """
 
-    name: str
-    demo: bool
+    #: short engine name recorded with every run ("runware", "local", ...)
+    name: str = "backend"
+    #: True when the engine's images are noise from random demo weights (every surface that shows them says so)
+    demo: bool = False
 
-    def generate(self, request: ImageInferenceRequest) -> Generation: ...
+    # -- checks -------------------------------------------------------------------------------------------------
+    def check(self, request: ImageInferenceRequest) -> None:
+        """Raise UnsupportedByEngineError if this engine would refuse a valid request. Default: it runs them all."""
 
-    async def agenerate(self, request: ImageInferenceRequest) -> Generation: ...
+    # -- one request --------------------------------------------------------------------------------------------
+    def generate(self, request: ImageInferenceRequest) -> Generation:
+        raise NotImplementedError(f"{type(self).__name__} must implement generate()")
 
-    async def aresume(self, request: ImageInferenceRequest) -> Generation | None: ...
+    async def agenerate(self, request: ImageInferenceRequest) -> Generation:
+        """Default: the sync method in a worker thread, so an event loop (Jupyter's) is never blocked."""
+        return await asyncio.to_thread(self.generate, request)
 
-    def close(self) -> None: ...
+    # -- several requests -------------------------------------------------------------------------------------
+    def generate_many(self, requests: Sequence[ImageInferenceRequest]) -> list[Generation | Exception]:
+        """Each slot holds its Generation or its error. Default: one request after another; engines that batch
+        (Runware: one POST) override it. An error that fails the whole batch is raised, not returned."""
+        results: list[Generation | Exception] = []
+        for request in requests:
+            try:
+                results.append(self.generate(request))
+            except Exception as error:
+                results.append(error)
+        return results
 
-    async def aclose(self) -> None: ...
+    async def agenerate_many(self, requests: Sequence[ImageInferenceRequest]) -> list[Generation | Exception]:
+        results: list[Generation | Exception] = []
+        for request in requests:
+            try:
+                results.append(await self.agenerate(request))
+            except Exception as error:
+                results.append(error)
+        return results
+
+    # -- resume -------------------------------------------------------------------------------------------------
+    def resume(self, request: ImageInferenceRequest) -> Generation | None:
+        """Look up a task submitted earlier (by its ``taskUUID``) without submitting it again. None means the engine
+        has no record of it, so sending it is safe; PollTimeoutError means it is still running (never resend).
+        Default: engines that keep no tasks (a local pipeline) have no record of anything."""
+        return None
+
+    async def aresume(self, request: ImageInferenceRequest) -> Generation | None:
+        return self.resume(request)
+
+    # -- lifetime -----------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release connections, pipelines and memory. Default: nothing to release."""
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Backend:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
