@@ -184,6 +184,11 @@ DELIVERY_METHODS: Final = ("sync", "async")
 SAFETY_MODES: Final = ("none", "fast")
 LORA_TRANSFORMERS: Final = ("high", "low", "both")
 
+# Image inputs: not in the page's parameter table (see types/request.py). IMAGE_FIELDS hold images (uploaded or
+# sent as data); IMAGE_INPUT_PARAMETERS is the whole group, strength included, that only image-to-image uses.
+IMAGE_FIELDS: Final = ("seedImage", "referenceImages")
+IMAGE_INPUT_PARAMETERS: Final = ("seedImage", "strength", "referenceImages")
+
 DEFAULTS: Final[dict[str, object]] = {
     "outputType": "URL",
     "outputFormat": "JPG",

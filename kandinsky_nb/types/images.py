@@ -27,19 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .._media import data_uri, decode_data_uri, sniff_format
+
 ImageKind = Literal["uuid", "data_uri", "url", "base64", "path", "bytes"]
 SENT_AS_IS: tuple[ImageKind, ...] = ("uuid", "data_uri", "url", "base64")
 
 _DATA_URI = re.compile(r"^data:image/(png|jpe?g|webp|bmp|gif);base64,", re.IGNORECASE)
-_MAGIC = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg", b"RIFF": "webp", b"GIF8": "gif", b"BM": "bmp"}
-
-
-def sniff_format(data: bytes) -> str | None:
-    """The image format of some bytes, from their magic number (None when not an image we know)."""
-    for magic, name in _MAGIC.items():
-        if data.startswith(magic):
-            return name
-    return None
 
 
 @dataclass(frozen=True, eq=True)
@@ -102,7 +95,7 @@ class ImageRef:
         if self.kind == "path":
             return Path(str(self.value)).read_bytes()
         if self.kind == "data_uri":
-            return base64.b64decode(str(self.value).split(",", 1)[1])
+            return decode_data_uri(str(self.value))
         if self.kind == "base64":
             return base64.b64decode(str(self.value))
         raise ValueError(f"a {self.kind} image reference holds no bytes; fetch it first")
@@ -111,9 +104,7 @@ class ImageRef:
         """The string sent on the wire. Local data becomes a data URI (the Runware engine uploads it instead)."""
         if self.sent_as_is:
             return str(self.value)
-        data = self.read_bytes()
-        fmt = sniff_format(data) or "png"
-        return f"data:image/{fmt};base64," + base64.b64encode(data).decode("ascii")
+        return data_uri(self.read_bytes())
 
     def __repr__(self) -> str:
         if self.kind == "bytes":

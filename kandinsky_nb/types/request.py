@@ -137,7 +137,7 @@ class Safety(_Strict):
     _spec_key: ClassVar[str] = "safety"
 
     checkContent: bool | None = None
-    mode: Literal["none", "fast"] | None = None
+    mode: Literal[spec.SAFETY_MODES] | None = None  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -294,7 +294,7 @@ class Lora(_Strict):
 
     model: Annotated[str, Field(min_length=1)]
     weight: Annotated[float | None, _on_step("lora.weight")] = _limited("lora.weight")
-    transformer: Literal["high", "low", "both"] | None = None
+    transformer: Literal[spec.LORA_TRANSFORMERS] | None = None  # type: ignore[valid-type]
 
 
 class ImageInferenceRequest(_Strict):
@@ -306,13 +306,13 @@ class ImageInferenceRequest(_Strict):
     """
 
     # API options
-    taskType: Literal["imageInference"] = spec.TASK_TYPE
+    taskType: Literal[spec.TASK_TYPE] = spec.TASK_TYPE  # type: ignore[valid-type]
     taskUUID: Annotated[str, AfterValidator(_uuid_v4)] = Field(default_factory=new_task_uuid)
-    outputType: Literal["URL", "base64Data", "dataURI"] | None = None
-    outputFormat: Literal["JPG", "PNG", "WEBP"] | None = None
+    outputType: Literal[spec.OUTPUT_TYPES] | None = None  # type: ignore[valid-type]
+    outputFormat: Literal[spec.OUTPUT_FORMATS] | None = None  # type: ignore[valid-type]
     outputQuality: int | None = _limited("outputQuality")
     webhookURL: URI = None
-    deliveryMethod: Literal["sync", "async"] | None = None
+    deliveryMethod: Literal[spec.DELIVERY_METHODS] | None = None  # type: ignore[valid-type]
     uploadEndpoint: URI = None
     safety: Safety | None = None
     ttl: int | None = _limited("ttl")
@@ -320,7 +320,7 @@ class ImageInferenceRequest(_Strict):
     numberResults: int | None = _limited("numberResults")
     acceleratorOptions: AcceleratorOptions | None = None
     # Generation parameters
-    model: Literal["runware:kandinsky-5.0-image-lite@1"] = spec.MODEL_ID
+    model: Literal[spec.MODEL_ID] = spec.MODEL_ID  # type: ignore[valid-type]
     positivePrompt: Annotated[
         str, Field(min_length=spec.TEXT_LIMITS["positivePrompt"][0], max_length=spec.TEXT_LIMITS["positivePrompt"][1])
     ]
@@ -343,7 +343,7 @@ class ImageInferenceRequest(_Strict):
     strength: Annotated[float | None, _on_step("strength")] = _limited("strength")
     referenceImages: list[Image] | None = None
 
-    IMAGE_INPUT_FIELDS: ClassVar[tuple[str, ...]] = ("seedImage", "strength", "referenceImages")
+    IMAGE_INPUT_FIELDS: ClassVar[tuple[str, ...]] = spec.IMAGE_INPUT_PARAMETERS
 
     @classmethod
     def _raw_problems(cls, data: dict[str, Any]) -> list[FieldProblem]:
