@@ -27,17 +27,11 @@ def info() -> None:
 
 
 def _register() -> None:
-    """Attach the subcommands that the engine, server, sweep and run-log modules provide (each is optional)."""
+    """Attach the subcommands. Each module imports only click at load time; heavy parts load when a command runs."""
     import importlib
 
     for module_name in ("generate", "serve", "demo", "sweep", "runs", "weights"):
-        try:
-            module = importlib.import_module(f"{__name__}.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{module_name}":
-                continue  # not built yet
-            raise
-        main.add_command(module.command)
+        main.add_command(importlib.import_module(f"{__name__}.{module_name}").command)
 
 
 _register()
