@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, unescape
 
-from ..types.images import sniff_format
+from .._media import extension, sniff_format
 
 __all__ = ["embed_params", "infotext", "read_embedded_params", "write_image_once"]
 
 PARAMS_KEY = "k5nb_params"
 _XMP_NS = "https://github.com/kandinsky-nb/ns/1.0/"
 _XML_ATTR = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
-_EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif", "bmp": "bmp"}
 
 
 def infotext(params: dict[str, Any]) -> str:
@@ -162,8 +161,7 @@ def write_image_once(images_dir: Path, data: bytes) -> tuple[Path, str]:
     under a real name, and two writers of the same bytes end with one file.
     """
     digest = hashlib.sha256(data).hexdigest()
-    extension = _EXTENSIONS.get(sniff_format(data) or "", "bin")
-    path = images_dir / digest[:2] / f"{digest}.{extension}"
+    path = images_dir / digest[:2] / f"{digest}.{extension(sniff_format(data))}"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")

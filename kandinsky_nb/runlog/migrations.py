@@ -88,6 +88,31 @@ def m003_gpu_seconds(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN gpu_seconds REAL")
 
 
+@migration
+def m004_metrics(db: sqlite3.Connection) -> None:
+    # Scores of images (SSIM to a reference cell, sharpness, CLIP score, ...). Keyed on the image's content, not the
+    # run: a score is a property of the pixels, so two runs with the same image share it and nothing is scored twice.
+    # ``reference`` is what a comparison was made against ('' for a no-reference scorer), ``scorer_version`` lets a
+    # changed scorer add new values beside the old ones. ``value`` NULL means "scored, no value", so it is not retried.
+    # ``run_id`` only records which run the score was first computed for.
+    db.execute(
+        """
+        CREATE TABLE metrics (
+            image_sha256 TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            reference TEXT NOT NULL DEFAULT '',
+            scorer_version TEXT NOT NULL,
+            value REAL,
+            run_id INTEGER REFERENCES runs (id),
+            computed_utc TEXT NOT NULL,
+            PRIMARY KEY (image_sha256, metric, reference, scorer_version)
+        )
+        """
+    )
+    # runs.df joins scores to runs by image; without this index each join scans the runs table.
+    db.execute("CREATE INDEX runs_image ON runs (image_sha256)")
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply every migration not yet applied, in order; returns the names applied now."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)")

@@ -18,21 +18,24 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import settings, spec
+from .._version import __version__
 from ..errors import RunLogError
 from ..types import Generation, ImageInferenceRequest
+from . import metrics as scores
 from .files import embed_params, write_image_once
 from .migrations import migrate
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DB_NAME", "STATUSES", "RunLog", "error_fields", "request_row_fields"]
+__all__ = ["DB_NAME", "STATUSES", "UNANSWERED", "RunLog", "error_fields", "request_row_fields"]
 
 DB_NAME = "runs.db"
 STATUSES = ("submitted", "ok", "failed", "cancelled", "unanswered")
@@ -48,12 +51,6 @@ def _now() -> str:
 
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-
-
-def _toolkit_version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 def request_row_fields(request: ImageInferenceRequest) -> dict[str, Any]:
@@ -85,52 +82,30 @@ def error_fields(error: BaseException) -> dict[str, Any]:
     return {"error_type": type(error).__name__, "error_code": code, "error_message": str(error)}
 
 
-_UPSERT_COLUMNS = (
-    "created_utc",
-    "finished_utc",
-    "status",
-    "engine",
-    "demo",
-    "model",
-    "task_uuid",
-    "result_index",
-    "number_results",
-    "prompt",
-    "negative_prompt",
-    "width",
-    "height",
-    "steps",
-    "CFGScale",
-    "scheduler",
-    "seed",
-    "accelerator_options",
-    "lora",
-    "error_type",
-    "error_code",
-    "error_message",
-    "latency_s",
-    "cost_usd",
-    "gpu_seconds",
-    "image_path",
-    "image_sha256",
-    "image_uuid",
-    "image_format",
-    "sweep_id",
-    "sweep_cell",
-    "request_json",
-    "response_json",
-    "details_json",
-    "toolkit_version",
-)
-_INSERT_SQL = f"INSERT INTO runs ({', '.join(_UPSERT_COLUMNS)}) VALUES ({', '.join('?' for _ in _UPSERT_COLUMNS)})"
-# A second write of the same (task_uuid, result_index) updates that row in place (it keeps its id and created time).
-_UPDATABLE = [c for c in _UPSERT_COLUMNS if c not in ("created_utc", "task_uuid", "result_index")]
-_UPDATE_SQL = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _UPDATABLE)} WHERE task_uuid = ? AND result_index = ?"
-_UPSERT_SQL = "upsert"  # marker understood by RunLog._write
+# A second write of the same (task_uuid, result_index) updates that row in place: it keeps its id and created time.
+_KEPT_ON_UPDATE = ("id", "created_utc", "task_uuid", "result_index")
+
+
+def _runs_upsert_sql(columns: Sequence[str]) -> str:
+    """The native upsert of one ``runs`` row over the table's columns as the migrations left them; RETURNING gives the
+    row's id whether it was inserted or updated."""
+    inserted = [c for c in columns if c != "id"]
+    names = ", ".join(f'"{c}"' for c in inserted)
+    values = ", ".join(f":{c}" for c in inserted)
+    updated = ", ".join(f'"{c}" = excluded."{c}"' for c in inserted if c not in _KEPT_ON_UPDATE)
+    return (
+        f"INSERT INTO runs ({names}) VALUES ({values}) "
+        f"ON CONFLICT (task_uuid, result_index) DO UPDATE SET {updated} RETURNING id"
+    )
 
 
 class RunLog:
-    """The durable record of every run. ``RunLog(home)`` opens (and creates or migrates) ``home/runs.db``."""
+    """The durable record of every run. ``RunLog(home)`` opens (and creates or migrates) ``home/runs.db``.
+
+    Scores of the logged images (see :mod:`kandinsky_nb.runlog.metrics`) are stored with :meth:`record_metrics`,
+    found still to do with :meth:`missing_metrics`, read with :meth:`metrics` and appear in :attr:`df` as
+    ``score_<metric>`` columns.
+    """
 
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
         self.home = settings.home_dir(home)
@@ -147,47 +122,57 @@ class RunLog:
             # WAL + NORMAL: a committed row survives a killed process; only an OS crash may lose the last commits.
             self._db.execute("PRAGMA synchronous = NORMAL")
             migrate(self._db)
+            # The columns as the migrations built them: the one statement of the schema is migrations.py.
+            self._run_columns = tuple(row["name"] for row in self._db.execute("PRAGMA table_info(runs)"))
         except sqlite3.Error as exc:
             raise RunLogError(
                 f"cannot open the run log at {self.path}: {exc}. Check the folder is writable and on a local disk "
                 "(SQLite WAL does not work on network file systems), or pass another home folder."
             ) from exc
+        self._upsert_run_sql = _runs_upsert_sql(self._run_columns)
 
     # -- plumbing ---------------------------------------------------------------------------------------------
-    def _write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
-        """Run statements in one short write transaction; returns each statement's lastrowid."""
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction: all of its statements or none. BEGIN IMMEDIATE takes the write lock up front,
+        so a writer waits (up to ``busy_timeout``) at the start instead of failing half way."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    ids = [self._execute(sql, params) for sql, params in statements]
+                    yield self._db
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
                 raise RunLogError(
                     f"cannot write to the run log at {self.path}: {exc}. Another process may hold it longer than "
                     f"{BUSY_TIMEOUT_MS / 1000:.0f} s, or the disk is full; retry, or free space."
                 ) from exc
-        return ids
 
-    def _execute(self, sql: str, params: Sequence[Any]) -> int:
-        if sql != _UPSERT_SQL:
-            return self._db.execute(sql, params).lastrowid or 0
-        row = dict(zip(_UPSERT_COLUMNS, params, strict=True))
-        key = (row["task_uuid"], row["result_index"])
-        updated = self._db.execute(_UPDATE_SQL, [row[c] for c in _UPDATABLE] + list(key))
-        if updated.rowcount:
-            return self._db.execute("SELECT id FROM runs WHERE task_uuid = ? AND result_index = ?", key).fetchone()[0]
-        return self._db.execute(_INSERT_SQL, params).lastrowid or 0
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
             try:
                 return [dict(row) for row in self._db.execute(sql, params).fetchall()]
             except sqlite3.Error as exc:
                 raise RunLogError(f"cannot read the run log at {self.path}: {exc}; check the file is intact.") from exc
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own inside one read transaction: in WAL mode a reader never blocks the writers (a sweep
+        keeps logging while a panel reloads a 100k-row frame), and every query in it sees the same snapshot."""
+        import pandas as pd
+
+        reader = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            yield reader
+        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+            raise RunLogError(f"cannot read the run log at {self.path}: {exc}; check the file is intact.") from exc
+        finally:
+            reader.close()
 
     def close(self) -> None:
         with self._lock:
@@ -213,13 +198,24 @@ class RunLog:
         return self._query("SELECT COUNT(*) AS n FROM runs")[0]["n"]
 
     # -- writing ----------------------------------------------------------------------------------------------
-    def _row(self, request: ImageInferenceRequest, **values: Any) -> tuple[Any, ...]:
-        row = {c: None for c in _UPSERT_COLUMNS}
+    def _row(self, request: ImageInferenceRequest, **values: Any) -> dict[str, Any]:
+        """A full ``runs`` row for the upsert: every column (NULL unless given), so a rewrite clears stale values."""
+        unknown = set(values) - set(self._run_columns)
+        if unknown:
+            raise RunLogError(
+                f"the runs table has no column {sorted(unknown)}; its columns are {list(self._run_columns)}. "
+                "Add a migration to migrations.py for a new column."
+            )
+        row: dict[str, Any] = dict.fromkeys(self._run_columns)
         row.update(request_row_fields(request))
-        row.update(created_utc=_now(), result_index=0, toolkit_version=_toolkit_version())
+        row.update(created_utc=_now(), result_index=0, toolkit_version=__version__)
         row.update(values)
         row["demo"] = int(bool(row["demo"]))
-        return tuple(row[c] for c in _UPSERT_COLUMNS)
+        return row
+
+    def _upsert_runs(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        with self._transaction() as db:
+            return [db.execute(self._upsert_run_sql, row).fetchone()[0] for row in rows]
 
     def record_submitted(
         self,
@@ -230,11 +226,9 @@ class RunLog:
         sweep_id: str | None = None,
         sweep_cell: str | None = None,
     ) -> int:
-        """Write the ``submitted`` row for a request about to be sent; call BEFORE sending it."""
-        values = self._row(
-            request, status="submitted", engine=engine, demo=demo, sweep_id=sweep_id, sweep_cell=sweep_cell
-        )
-        return self._write([(_UPSERT_SQL, values)])[0]
+        """Write the ``submitted`` row for a request about to be sent; call BEFORE sending it. Returns the row id."""
+        row = self._row(request, status="submitted", engine=engine, demo=demo, sweep_id=sweep_id, sweep_cell=sweep_cell)
+        return self._upsert_runs([row])[0]
 
     def record_generation(
         self, generation: Generation, *, sweep_id: str | None = None, sweep_cell: str | None = None
@@ -256,7 +250,7 @@ class RunLog:
             ]
         wire = request.to_wire()
         finished = _now()
-        statements = []
+        rows = []
         # The local engine reports its measured seconds; other engines may report gpu_seconds.
         gpu_seconds = generation.details.get("gpu_seconds")
         if gpu_seconds is None and generation.engine == "local":
@@ -269,13 +263,13 @@ class RunLog:
                 "engine": generation.engine,
                 "demo": generation.demo,
                 "resultIndex": index,
-                "toolkitVersion": _toolkit_version(),
+                "toolkitVersion": __version__,
             }
             if generation.demo:
                 params["note"] = "demo weights: this image is noise"
             path, digest = write_image_once(self.images_dir, embed_params(image.data, params))
             response = generation.response[index] if index < len(generation.response) else image.result.model_dump()
-            values = self._row(
+            row = self._row(
                 request,
                 status="ok",
                 finished_utc=finished,
@@ -295,8 +289,8 @@ class RunLog:
                 response_json=_json(response),
                 details_json=_json(generation.details) if generation.details else None,
             )
-            statements.append((_UPSERT_SQL, values))
-        return self._write(statements)
+            rows.append(row)
+        return self._upsert_runs(rows)
 
     def record_failure(
         self,
@@ -313,7 +307,7 @@ class RunLog:
         """Mark a request ``failed`` with its error type, code and message (and the wire error, when there is one);
         ``unanswered=True`` records the error but marks the outcome unknown, so a resume looks the task up first."""
         wire_error = getattr(error, "error", None) or getattr(error, "body", None)
-        values = self._row(
+        row = self._row(
             request,
             status="unanswered" if unanswered else "failed",
             finished_utc=_now(),
@@ -325,39 +319,54 @@ class RunLog:
             response_json=_json(_plain(wire_error)),
             **error_fields(error),
         )
-        return self._write([(_UPSERT_SQL, values)])[0]
+        return self._upsert_runs([row])[0]
 
     def record_cancelled(self, task_uuid: str) -> None:
         """Mark a request whose answer never arrived because the caller cancelled; a resume looks it up first."""
-        self._write(
-            [
-                (
-                    "UPDATE runs SET status = 'cancelled', finished_utc = ? WHERE task_uuid = ? AND status = 'submitted'",
-                    (_now(), task_uuid),
-                )
-            ]
-        )
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE runs SET status = 'cancelled', finished_utc = ? WHERE task_uuid = ? AND status = 'submitted'",
+                (_now(), task_uuid),
+            )
 
     def register_sweep(self, name: str, definition: dict[str, Any]) -> dict[str, Any] | None:
-        """Record a sweep's definition under its name; returns the definition stored earlier, if there was one."""
-        text = _json(definition)
-        with self._lock:
-            earlier = self._query("SELECT definition_json FROM sweeps WHERE name = ?", (name,))
-            if earlier:
-                return json.loads(earlier[0]["definition_json"])
-            self._write(
-                [
-                    (
-                        "INSERT OR IGNORE INTO sweeps (name, created_utc, definition_json) VALUES (?, ?, ?)",
-                        (name, _now(), text),
-                    )
-                ]
-            )
-        return None
+        """Record a sweep's definition under its name; returns the definition stored earlier, if there was one.
+
+        One transaction: of two processes registering one name at once, exactly one stores its definition and the
+        other gets it back to compare with its own."""
+        with self._transaction() as db:
+            stored = db.execute(
+                "INSERT INTO sweeps (name, created_utc, definition_json) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO NOTHING RETURNING name",
+                (name, _now(), _json(definition)),
+            ).fetchone()
+            if stored:
+                return None
+            earlier = db.execute("SELECT definition_json FROM sweeps WHERE name = ?", (name,)).fetchone()
+        return json.loads(earlier["definition_json"])
 
     def sweep_definition(self, name: str) -> dict[str, Any] | None:
         rows = self._query("SELECT definition_json FROM sweeps WHERE name = ?", (name,))
         return json.loads(rows[0]["definition_json"]) if rows else None
+
+    def record_metrics(self, rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> int:
+        """Store scores, all in one transaction (all or none); returns how many were stored.
+
+        Each row: ``run_id`` (a run with an image), ``metric``, ``value`` (float, or None for "could not score"),
+        ``scorer_version`` and optionally ``reference`` (default ``''``); a DataFrame with those columns works too.
+        The score is filed under the run's image: the same (image, metric, reference, scorer_version) again
+        overwrites its value and time and never adds a row. A run without an image raises :class:`RunLogError`.
+        Safe from several threads and processes at once (a background scorer beside a running sweep).
+        """
+        params = scores.upsert_params(rows, _now())
+        with self._transaction() as db:
+            for row in params:
+                if db.execute(scores.UPSERT_SQL, row).fetchone() is None:
+                    raise RunLogError(
+                        f"run {row['run_id']} has no image to score (no such run, or it failed): score only rows "
+                        "with status 'ok' (RunLog.df.query(\"status == 'ok'\")['id'])"
+                    )
+        return len(params)
 
     # -- reading ----------------------------------------------------------------------------------------------
     def rows(self, where: str = "", params: Sequence[Any] = (), *, limit: int | None = None) -> list[dict[str, Any]]:
@@ -374,6 +383,7 @@ class RunLog:
         return self.rows("task_uuid = ?", (key,))
 
     def sweep_rows(self, sweep_id: str) -> list[dict[str, Any]]:
+        """The rows of one sweep, oldest first."""
         return self.rows("sweep_id = ?", (sweep_id,))
 
     def image_path(self, row: dict[str, Any]) -> Path | None:
@@ -384,35 +394,52 @@ class RunLog:
         path = Path(relative)
         return path if path.is_absolute() else self.home / path
 
-    def iter_rows(self, batch: int = 1000) -> Iterator[dict[str, Any]]:
-        last = 0
-        while True:
-            chunk = self._query("SELECT * FROM runs WHERE id > ? ORDER BY id LIMIT ?", (last, batch))
-            if not chunk:
-                return
-            yield from chunk
-            last = chunk[-1]["id"]
+    def missing_metrics(
+        self,
+        run_ids: Iterable[int],
+        metric: str,
+        scorer_version: str,
+        reference: str | Mapping[int, str] = "",
+    ) -> list[int]:
+        """Of ``run_ids``, those whose image has no stored ``metric`` by ``scorer_version`` against ``reference``
+        (one text for all, or a mapping of run id to reference): the runs still to score, ascending.
 
-    def dataframe(self, where: str = "", params: Sequence[Any] = ()) -> pd.DataFrame:
-        """The log as a pandas DataFrame: typed times, ``demo`` as bool, absolute ``image_path``, plus ``size``
-        (``"1280x768"``) and ``megapixels`` columns for analysis."""
+        One run per distinct (image, reference): its score covers every run with the same image. Runs without an
+        image (failed, unanswered) and unknown ids are left out, as there is nothing to score.
+        """
+        params = scores.missing_params(run_ids, metric, scorer_version, reference)
+        return [row["run_id"] for row in self._query(scores.MISSING_SQL, params)]
+
+    def metrics(
+        self,
+        run_ids: Iterable[int] | None = None,
+        metric: str | Sequence[str] | None = None,
+        reference: str | None = None,
+        scorer_version: str | None = None,
+    ) -> pd.DataFrame:
+        """Stored scores in long form, one row per (run, score): ``run_id``, ``image_sha256``, ``metric``,
+        ``reference``, ``scorer_version``, ``value``, ``computed_utc``; every filter left as None keeps all."""
         import pandas as pd
 
-        sql = "SELECT * FROM runs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
-        # A connection of its own: in WAL mode a reader never blocks the writers (a sweep keeps logging while a
-        # panel reloads a 100k-row frame), and it sees every committed row.
-        reader = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
-        try:
-            frame = pd.read_sql_query(sql, reader, params=list(params))
-        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
-            raise RunLogError(f"cannot read the run log at {self.path}: {exc}; check the file is intact.") from exc
-        finally:
-            reader.close()
-        return _typed(frame, self.home)
+        sql, params = scores.long_form_query(run_ids, metric, reference, scorer_version)
+        with self._reader() as reader:
+            return scores.typed_long_form(pd.read_sql_query(sql, reader, params=params))
+
+    def dataframe(self, where: str = "", params: Sequence[Any] = ()) -> pd.DataFrame:
+        """The log as a pandas DataFrame: typed times, ``demo`` as bool, absolute ``image_path``, ``size``
+        (``"1280x768"``) and ``megapixels`` columns for analysis, and one ``score_<metric>`` column per stored metric
+        (the newest score of the row's image; NaN where it has none)."""
+        import pandas as pd
+
+        condition = f" WHERE {where}" if where else ""
+        with self._reader() as reader:
+            frame = pd.read_sql_query(f"SELECT * FROM runs{condition} ORDER BY id", reader, params=list(params))
+            latest = pd.read_sql_query(scores.latest_query(where), reader, params=list(params))
+        return scores.with_metric_columns(_typed(frame, self.home), latest)
 
     @property
     def df(self) -> pd.DataFrame:
-        """Every run, as a pandas DataFrame (one row per image or failed request)."""
+        """Every run, as a pandas DataFrame (one row per image or failed request), with its scores."""
         return self.dataframe()
 
     def to_parquet(self, path: str | os.PathLike[str], frame: pd.DataFrame | None = None) -> Path:

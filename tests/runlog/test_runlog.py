@@ -12,18 +12,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from sweep_testkit import colour_of, generation
+from runlog_testkit import colour_of, generation, request
 
 from kandinsky_nb.errors import TaskError
 from kandinsky_nb.runlog import MIGRATIONS, RunLog, read_embedded_params
-from kandinsky_nb.types import ImageInferenceRequest
 
 HERE = Path(__file__).resolve().parent
-
-
-def request(**fields) -> ImageInferenceRequest:
-    fields.setdefault("positivePrompt", "a red fox in snow")
-    return ImageInferenceRequest(**fields)
 
 
 def test_fresh_log_applies_every_migration_once_in_order(tmp_path):
@@ -173,7 +167,7 @@ WRITER = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {here!r})
-    from sweep_testkit import generation
+    from runlog_testkit import generation
     from kandinsky_nb.runlog import RunLog
     from kandinsky_nb.types import ImageInferenceRequest
 
