@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ..html import THUMBNAIL_SIDE, ImageInfo, html_from_generation
 from .images import sniff_format
 
 if TYPE_CHECKING:
@@ -126,12 +127,31 @@ class Generation:
     def seeds(self) -> list[int | None]:
         return [image.seed for image in self.images]
 
-    def _repr_html_(self) -> str:
-        # Thumbnails with seed, cost and latency when a Generation ends a notebook cell. The HTML builder lives in the
-        # ui layer; importing it here, lazily, keeps this module free of display code.
-        from ..ui.display import generation_repr_html
+    def to_html(self, *, max_side: int = THUMBNAIL_SIDE, style: bool = True) -> str:
+        """Thumbnails of the images with seed, cost and latency, and the request's summary line, as HTML.
 
-        return generation_repr_html(self)
+        Built by :mod:`kandinsky_nb.html` (pure builders, no widget imports), so a Generation renders in a notebook
+        without ipywidgets. ``style=False`` leaves out the ``<style>`` block (a page that already has it).
+        """
+        request = self.request
+        return html_from_generation(
+            [ImageInfo(image.data, image.seed, image.cost) for image in self.images],
+            engine=self.engine,
+            prompt=request.positivePrompt,
+            width=request.width,
+            height=request.height,
+            steps=int(request.effective("steps")),
+            cfg_scale=float(request.effective("CFGScale")),
+            latency_s=self.latency_s,
+            total_cost=self.cost,
+            demo=self.demo,
+            max_side=max_side,
+            style=style,
+        )
+
+    def _repr_html_(self) -> str:
+        # A Generation at the end of a notebook cell shows its thumbnails.
+        return self.to_html()
 
     def __repr__(self) -> str:
         demo = ", demo weights" if self.demo else ""

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import ipywidgets as widgets
 
 from .. import spec
-from .display import html_for_error
+from ..html import html_from_error
 
 __all__ = ["ErrorArea", "css", "run_in_background", "session_or_default"]
 
@@ -29,11 +29,14 @@ def css(widget: widgets.Widget, *classes: str) -> widgets.Widget:
 
 class ErrorArea:
     """Where a panel shows errors from its callbacks: JupyterLab drops exceptions raised in widget callbacks, so every
-    callback runs through :meth:`guard` and its error lands here (and in ``errors`` for tests)."""
+    callback runs through :meth:`guard` and its error lands here.
 
-    def __init__(self, css_class: str) -> None:
+    ``errors`` is the list the errors are kept in: pass the panel's ``RunState.errors`` so the state object, not the
+    widget, holds them."""
+
+    def __init__(self, css_class: str, errors: list[BaseException] | None = None) -> None:
         self.widget = css(widgets.HTML(""), css_class, "knb-error-area")
-        self.errors: list[BaseException] = []
+        self.errors: list[BaseException] = [] if errors is None else errors
 
     @property
     def last(self) -> BaseException | None:
@@ -47,7 +50,7 @@ class ErrorArea:
             detail = "<details><summary>traceback</summary><pre>{}</pre></details>".format(
                 "".join(traceback.format_exception(error)).replace("<", "&lt;")
             )
-        self.widget.value = html_for_error(error, context=context) + detail
+        self.widget.value = html_from_error(error, context=context) + detail
 
     def clear(self) -> None:
         self.widget.value = ""
@@ -94,7 +97,7 @@ def session_or_default(session: Any) -> Any:
     """The given Session, or one built from the environment (key -> Runware, else local/demo) on first use."""
     if session is not None:
         return session
-    from ..engine import Session
+    from ..session import Session
 
     return Session()
 

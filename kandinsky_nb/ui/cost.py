@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from ..errors import ConfigurationError
+from ..html import DEMO_NOTE, STYLE, format_usd
 from ._common import ErrorArea, css, session_or_default
-from .display import DEMO_NOTE, STYLE, format_usd
+from .binding import FormBinding
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,6 +75,9 @@ class CostPanel(widgets.VBox):
         self.session = None if self._frame is not None else session_or_default(source)
         self.state = state or CostState()
         self.errors = ErrorArea("knb-cost-errors")
+        self.binding: FormBinding[CostState] = FormBinding(
+            lambda: self.state, self._on_edit, wrap=self.errors.guard("Cost panel")
+        )
         self.summary: dict[str, Any] = {}
         self.spend: pd.DataFrame | None = None
         self.comparison: pd.DataFrame | None = None
@@ -94,8 +99,15 @@ class CostPanel(widgets.VBox):
         self.cost_plot = css(widgets.Image(format="png"), "knb-cost-plot")
         self.latency_plot = css(widgets.Image(format="png"), "knb-latency-plot")
         self.comparison_html = css(widgets.HTML(""), "knb-cost-comparison")
-        for control in (self.by, self.x, self.engine, self.gpu_rate):
-            control.observe(self.errors.guard("Cost panel")(self._on_change), names="value")
+        self.binding.attribute(self.by, "by")
+        self.binding.attribute(self.x, "x")
+        # The engine choices come from the log, so refresh() writes this one (after setting its options).
+        self.binding.bind(
+            self.engine,
+            read=None,
+            write=lambda state, choice: setattr(state, "engine", None if choice == ALL_ENGINES else choice),
+        )
+        self.binding.attribute(self.gpu_rate, "gpu_hourly_usd", to_widget=_rate_text, from_widget=_parse_rate)
         self.refresh_button.on_click(self.errors.guard("Refresh")(lambda _b: self.refresh()))
         super().__init__(
             children=[
@@ -135,12 +147,9 @@ class CostPanel(widgets.VBox):
 
         frame = self.frame()
         engines = sorted(str(e) for e in frame["engine"].dropna().unique()) if len(frame) else []
-        self._syncing = True
-        try:
+        with self.binding.holding():
             self.engine.options = [ALL_ENGINES, *engines]
             self.engine.value = self.state.engine if self.state.engine in engines else ALL_ENGINES
-        finally:
-            self._syncing = False
         if self.state.engine is not None:
             frame = frame[frame["engine"] == self.state.engine]
         if not len(frame):
@@ -183,26 +192,25 @@ class CostPanel(widgets.VBox):
         )
 
     def _write_widgets(self) -> None:
-        self._syncing = True
-        try:
-            self.by.value = self.state.by
-            self.x.value = self.state.x
-            self.gpu_rate.value = "" if self.state.gpu_hourly_usd is None else f"{self.state.gpu_hourly_usd:g}"
-        finally:
-            self._syncing = False
+        self.binding.push()
 
-    def _on_change(self, _change: dict[str, Any]) -> None:
-        if getattr(self, "_syncing", False):
-            return
-        rate_text = self.gpu_rate.value.strip()
-        try:
-            rate = float(rate_text) if rate_text else None
-        except ValueError:
-            raise ValueError(f"GPU $/hour must be a number such as 2.5, not {rate_text!r}") from None
-        self.state = CostState(
-            by=self.by.value,
-            x=self.x.value,
-            engine=None if self.engine.value == ALL_ENGINES else self.engine.value,
-            gpu_hourly_usd=rate,
-        )
+    def _on_edit(self, state: CostState, _change: dict[str, Any]) -> None:
+        self.state = state
         self.refresh()
+
+
+def _rate_text(rate: float | None) -> str:
+    return "" if rate is None else f"{rate:g}"
+
+
+def _parse_rate(text: str) -> float | None:
+    text = text.strip()
+    if not text:
+        return None  # the rate each run was logged with
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"GPU $/hour must be a number such as 2.5, not {text!r}; leave it empty to use the rate each run was "
+            "logged with."
+        ) from None

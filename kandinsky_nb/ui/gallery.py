@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from ..html import DEMO_NOTE, STYLE, format_seconds, format_usd, html_from_params, thumbnail
 from ..types import ImageInferenceRequest
 from ._common import ErrorArea, css
-from .display import DEMO_NOTE, STYLE, format_seconds, format_usd, html_for_params, thumbnail
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -199,7 +199,7 @@ class Gallery(widgets.VBox):
         }
         if bool(row.get("demo")):
             params["note"] = DEMO_NOTE
-        self.detail_params.value = html_for_params(params)
+        self.detail_params.value = html_from_params(params)
         self.reuse_button.disabled = False
         self.detail.layout.display = None
 

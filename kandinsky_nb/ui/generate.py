@@ -17,19 +17,13 @@ from typing import Any
 import ipywidgets as widgets
 
 from .. import spec
+from .._media import data_uri
 from ..errors import FieldProblem, UnsupportedByEngineError
+from ..html import STYLE, format_seconds, format_usd, html_from_problems, html_from_request_json, thumbnail
 from ..types import Generation, ImageInferenceRequest
 from . import state as st
 from ._common import ErrorArea, css, limit_slider, run_in_background, session_or_default
-from .display import (
-    STYLE,
-    format_seconds,
-    format_usd,
-    html_for_generation,
-    html_for_problems,
-    html_for_request_json,
-    thumbnail,
-)
+from .binding import FormBinding
 
 __all__ = ["GeneratePanel", "local_scheduler_notes"]
 
@@ -42,6 +36,34 @@ _CACHE_LABELS = {
 }
 # Dropdowns hold "" for "not sent": a widget Dropdown whose value is None shows no selection at all.
 _UNSET = ""
+
+
+def _to_choice(value: str | None) -> str:
+    return value or _UNSET
+
+
+def _from_choice(value: str) -> str | None:
+    return value or None
+
+
+def _set_cache_knob(state: st.GenerateState, knob: str, text: str) -> None:
+    if text.strip():
+        state.cache_options[knob] = text
+    else:  # empty: not sent
+        state.cache_options.pop(knob, None)
+
+
+def _set_seed_image(state: st.GenerateState, uploads: Any) -> None:
+    # Clearing the upload widget is the panel's own write ("Remove images"); an upload sets the image and its name.
+    if uploads:
+        upload = uploads[0]
+        state.seedImage, state.seedImage_name = bytes(upload["content"]), str(upload["name"])
+
+
+def _set_reference_images(state: st.GenerateState, uploads: Any) -> None:
+    state.referenceImages = [bytes(upload["content"]) for upload in uploads]
+
+
 # How many past generations the results area keeps on screen (the run log keeps all of them).
 _RESULTS_SHOWN = 4
 
@@ -87,7 +109,8 @@ class GeneratePanel(widgets.VBox):
     28
 
     ``state`` holds every value (a plain dataclass), ``request`` the validated request or None, ``problems`` what is
-    wrong, ``task`` the running generation (an asyncio task) and ``generations`` what came back.
+    wrong, ``run_state`` the run (running, progress, results, errors), ``task`` the running generation (an asyncio
+    task) and ``generations`` what came back.
     """
 
     def __init__(self, session: Any = None, *, state: st.GenerateState | None = None, **box_kwargs: Any) -> None:
@@ -96,12 +119,12 @@ class GeneratePanel(widgets.VBox):
         self.request: ImageInferenceRequest | None = None
         self.problems: list[FieldProblem] = []
         self.task: asyncio.Task[Any] | None = None
-        self.running = False
-        self.ignored_clicks = 0
-        self.generations: list[Generation] = []
+        self.run_state = st.RunState()
         self._listeners: list[Callable[[Generation], Any]] = []
-        self.errors = ErrorArea("knb-generate-errors")
-        self._syncing = False
+        self.errors = ErrorArea("knb-generate-errors", self.run_state.errors)
+        self.binding: FormBinding[st.GenerateState] = FormBinding(
+            lambda: self.state, self._on_edit, wrap=self.errors.guard("Generate form")
+        )
         self._latency_per_unit: float | None = None  # seconds per (megapixel x step x image), measured here
 
         self.controls: dict[str, widgets.Widget] = {}
@@ -114,6 +137,21 @@ class GeneratePanel(widgets.VBox):
         self._refresh()
 
     # -- public API --------------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether a generation is running (one at a time per panel)."""
+        return self.run_state.running
+
+    @property
+    def ignored_clicks(self) -> int:
+        """Clicks on Generate while a generation was running (ignored: a double click never pays twice)."""
+        return self.run_state.ignored_clicks
+
+    @property
+    def generations(self) -> list[Generation]:
+        """What each successful Generate in this panel returned, oldest first."""
+        return self.run_state.results
+
     @property
     def session(self) -> Any:
         """The Session this panel runs on (built from the environment on first use when none was given)."""
@@ -288,10 +326,25 @@ class GeneratePanel(widgets.VBox):
         self._add(
             "referenceImages", widgets.FileUpload(accept="image/*", multiple=True, description="Reference images")
         )
+        self._bind_controls()
 
-        for key, control in self.controls.items():
-            if key != "lora":
-                control.observe(self.errors.guard(f"{key}")(self._on_widget_change), names="value")
+    def _bind_controls(self) -> None:
+        c, bind = self.controls, self.binding
+        for key in _PLAIN_CONTROLS:
+            bind.attribute(c[key], key)
+        bind.attribute(c["scheduler"], "scheduler", to_widget=_to_choice, from_widget=_from_choice)
+        bind.attribute(c["safety.checkContent"], "checkContent")
+        bind.attribute(c["safety.mode"], "safetyMode", to_widget=_to_choice, from_widget=_from_choice)
+        bind.attribute(c["acceleratorOptions"], "cache", to_widget=_to_choice, from_widget=_from_choice)
+        for knob, text in self.cache_knobs.items():
+            bind.bind(
+                text,
+                read=lambda s, knob=knob: s.cache_options.get(knob, ""),
+                write=lambda s, value, knob=knob: _set_cache_knob(s, knob, value),
+            )
+        # File uploads are read, never written: a browser's file input cannot be filled from code.
+        bind.bind(c["seedImage"], read=None, write=_set_seed_image)
+        bind.bind(c["referenceImages"], read=None, write=_set_reference_images)
 
     def _scheduler_options(self) -> list[tuple[str, str]]:
         refused = local_scheduler_notes()
@@ -396,84 +449,51 @@ class GeneratePanel(widgets.VBox):
             self.preview_tabs,
         ]
 
-    # -- state <-> widgets -------------------------------------------------------------------------------------
+    # -- state <-> widgets ---------------------------------------------------------------------------------------
     def _write_widgets(self) -> None:
-        """Push the state into the widgets (without the change events feeding back)."""
-        s, c = self.state, self.controls
-        self._syncing = True
-        try:
-            for key in _PLAIN_CONTROLS:
-                c[key].value = getattr(s, key)
-            c["scheduler"].value = s.scheduler or _UNSET
-            c["safety.checkContent"].value = s.checkContent
-            c["safety.mode"].value = s.safetyMode or _UNSET
-            c["acceleratorOptions"].value = s.cache or _UNSET
-            for knob, text in self.cache_knobs.items():
-                text.value = s.cache_options.get(knob, "")
-            self._rebuild_lora_rows()
-            self._show_seed_image()
-        finally:
-            self._syncing = False
+        """Push the state into the widgets (the binding keeps these writes from feeding back)."""
+        self._rebuild_lora_rows()
+        self.binding.push()
+        self._show_seed_image()
 
-    def _read_widgets(self) -> None:
-        c = self.controls
-        s = self.state.copy()
-        for key in _PLAIN_CONTROLS:
-            setattr(s, key, c[key].value)
-        s.scheduler = c["scheduler"].value or None
-        s.checkContent = c["safety.checkContent"].value
-        s.safetyMode = c["safety.mode"].value or None
-        s.cache = c["acceleratorOptions"].value or None
-        s.cache_options = {knob: text.value for knob, text in self.cache_knobs.items() if text.value.strip()}
-        s.loras = [
-            st.LoraEntry(model=row.children[0].value, weight=row.children[1].value, transformer=row.children[2].value)
-            for row in self.lora_rows.children
-        ]
-        s.referenceImages = [bytes(upload["content"]) for upload in c["referenceImages"].value]
-        uploads = c["seedImage"].value
-        if uploads:
-            upload = uploads[0]
-            s.seedImage, s.seedImage_name = bytes(upload["content"]), str(upload["name"])
-        self.state = s
-
-    def _on_widget_change(self, change: dict[str, Any]) -> None:
-        if self._syncing:
-            return
-        self._read_widgets()
+    def _on_edit(self, state: st.GenerateState, change: dict[str, Any]) -> None:
+        """A person edited a control: ``state`` is the form with that edit applied."""
+        self.state = state
         if change["owner"] is self.controls["seedImage"]:
             self._show_seed_image()
         self._refresh()
 
     def _rebuild_lora_rows(self) -> None:
+        self.binding.forget(*[part for row in self.lora_rows.children for part in row.children[:3]])
         rows = []
-        for entry in self.state.loras:
+        for index, entry in enumerate(self.state.loras):
             model = widgets.Text(value=entry.model, placeholder="LoRA model id (AIR), e.g. civitai:123@456")
             weight = limit_slider("lora.weight", "weight", value=entry.weight)
             transformer = widgets.Dropdown(options=list(spec.LORA_TRANSFORMERS), value=entry.transformer)
             remove = widgets.Button(icon="times", tooltip="remove this LoRA", layout=widgets.Layout(width="36px"))
             row = css(widgets.HBox([model, weight, transformer, remove]), "knb-lora-row")
-            for part in (model, weight, transformer):
-                part.observe(self.errors.guard("LoRA")(self._on_widget_change), names="value")
-            remove.on_click(self.errors.guard("Remove LoRA")(lambda _b, row=row: self._on_remove_lora(row)))
+            for part, name in ((model, "model"), (weight, "weight"), (transformer, "transformer")):
+                self.binding.bind(
+                    part,
+                    read=lambda s, index=index, name=name: getattr(s.loras[index], name),
+                    write=lambda s, value, index=index, name=name: setattr(s.loras[index], name, value),
+                )
+            remove.on_click(self.errors.guard("Remove LoRA")(lambda _b, index=index: self._on_remove_lora(index)))
             rows.append(row)
         self.lora_rows.children = rows
 
     def _on_add_lora(self, _button: Any) -> None:
         self.update(loras=[*self.state.loras, st.LoraEntry()])
 
-    def _on_remove_lora(self, row: widgets.HBox) -> None:
-        index = list(self.lora_rows.children).index(row)
+    def _on_remove_lora(self, index: int) -> None:
         loras = list(self.state.loras)
         del loras[index]
         self.update(loras=loras)
 
     def _on_clear_image(self, _button: Any) -> None:
-        self._syncing = True
-        try:
+        with self.binding.holding():
             self.controls["seedImage"].value = ()
             self.controls["referenceImages"].value = ()
-        finally:
-            self._syncing = False
         self.update(seedImage=None, seedImage_name="", referenceImages=[])
 
     def _show_seed_image(self) -> None:
@@ -486,10 +506,9 @@ class GeneratePanel(widgets.VBox):
         except Exception as exc:  # not an image Pillow can read: the request validation says so next to the control
             self.seed_image_preview.value = f"<i>{html.escape(s.seedImage_name)}: cannot preview ({exc})</i>"
             return
-        import base64
-
-        uri = f"data:image/{fmt};base64," + base64.b64encode(small).decode("ascii")
-        self.seed_image_preview.value = f'<img src="{uri}"/> <small>{html.escape(s.seedImage_name)}</small>'
+        self.seed_image_preview.value = (
+            f'<img src="{data_uri(small, fmt)}"/> <small>{html.escape(s.seedImage_name)}</small>'
+        )
 
     # -- the live view ---------------------------------------------------------------------------------------------
     def _refresh(self) -> None:
@@ -506,7 +525,7 @@ class GeneratePanel(widgets.VBox):
                 self.errors.show(exc, "checking the request against the engine")
         grouped = st.problems_by_control(self.problems, frozenset(self._problem_labels))
         for key, label in self._problem_labels.items():
-            label.value = html_for_problems(grouped.get(key, []))
+            label.value = html_from_problems(grouped.get(key, []))
         for key, (low, high) in spec.TEXT_LIMITS.items():
             length = len(getattr(s, key))
             over = length > high or (0 < length < low)
@@ -518,13 +537,13 @@ class GeneratePanel(widgets.VBox):
         for knob, box in self._knob_boxes.items():
             relevant = s.cache is not None and (knob in st.CACHE_WINDOW_KNOBS or knob in spec.CACHE_FAMILIES[s.cache])
             box.layout.display = None if relevant else "none"
-        self.generate_button.disabled = self.request is None or self.running
+        self._draw_run()
         if self.request is None:
-            self.json_preview.value = html_for_problems(self.problems)
+            self.json_preview.value = html_from_problems(self.problems)
             self.cost_label.value = "<small>Fix the problems above to see the request and its cost.</small>"
             self.code_area.value = ""
             return
-        self.json_preview.value = html_for_request_json(self.request)
+        self.json_preview.value = html_from_request_json(self.request.to_wire())
         self.code_area.value = st.code_for_request(self.request)
         cost, source, seconds = self._estimate(self.request)
         self.cost_label.value = (
@@ -555,7 +574,7 @@ class GeneratePanel(widgets.VBox):
     def _on_generate(self, _button: Any) -> None:
         if self.running:
             # One generation at a time per panel: a double click must not pay twice.
-            self.ignored_clicks += 1
+            self.run_state.ignored_clicks += 1
             self.status.value = (
                 f"<b>Still generating</b>: click ignored ({self.ignored_clicks} so far); wait for this one to finish."
             )
@@ -581,24 +600,30 @@ class GeneratePanel(widgets.VBox):
             return None
 
     def _begin(self, request: ImageInferenceRequest) -> None:
-        self.running = True
-        self.generate_button.disabled = True
-        self.generate_button.description = "Generating…"
-        self.progress.layout.visibility = "visible"
-        self.progress.bar_style = "info"
-        self.progress.value = 0
-        self._started = time.perf_counter()
+        self.run_state.begin(time.perf_counter())
         self.status.value = f"Generating {request.effective('numberResults')} image(s)…"
+        self._draw_run()
 
     def _tick(self, request: ImageInferenceRequest) -> None:
-        elapsed = time.perf_counter() - self._started
+        run = self.run_state
+        elapsed = time.perf_counter() - (run.started or 0.0)
         expected = self._expected_seconds(request)
         if expected:
-            # An estimate from this panel's earlier runs; it stops short of full until the answer arrives.
-            self.progress.value = min(elapsed / expected, 0.95)
+            # An estimate, so it stops short of full until the answer arrives.
+            run.progress = min(elapsed / expected, 0.95)
         self.status.value = f"Generating… {format_seconds(elapsed)}" + (
             f" of about {format_seconds(expected)}" if expected else ""
         )
+        self._draw_run()
+
+    def _draw_run(self) -> None:
+        """The button and progress bar, drawn from ``run_state``."""
+        run = self.run_state
+        self.generate_button.disabled = self.request is None or run.running
+        self.generate_button.description = "Generating…" if run.running else "Generate"
+        self.progress.layout.visibility = "hidden" if run.started is None else "visible"
+        self.progress.bar_style = {"success": "success", "failed": "danger"}.get(run.outcome, "info")
+        self.progress.value = run.progress
 
     async def _agenerate(self, session: Any, request: ImageInferenceRequest) -> Generation | None:
         async def ticker() -> None:
@@ -614,7 +639,6 @@ class GeneratePanel(widgets.VBox):
             return None
         finally:
             ticking.cancel()
-            self._end()
         self._finished(generation)
         return generation
 
@@ -624,37 +648,30 @@ class GeneratePanel(widgets.VBox):
         except Exception as exc:
             self._failed(exc)
             return None
-        finally:
-            self._end()
         self._finished(generation)
         return generation
 
-    def _end(self) -> None:
-        self.running = False
-        self.generate_button.description = "Generate"
-        # The next click is a new task: show the request it will send, with its own taskUUID.
-        self._refresh()
-
     def _failed(self, error: BaseException) -> None:
-        self.progress.bar_style = "danger"
-        self.progress.value = 1
-        self.status.value = f"<b>Failed</b> after {format_seconds(time.perf_counter() - self._started)}"
+        self.run_state.end("failed")
+        elapsed = time.perf_counter() - (self.run_state.started or 0.0)
+        self.status.value = f"<b>Failed</b> after {format_seconds(elapsed)}"
         self.errors.show(error, "Generate")
+        self._refresh()  # a new request (its own taskUUID) for the next click, and the button drawn enabled
 
     def _finished(self, generation: Generation) -> None:
-        self.generations.append(generation)
+        self.run_state.results.append(generation)
+        self.run_state.end("success")
         units = _work_units(generation.request)
         if units and generation.latency_s:
             self._latency_per_unit = generation.latency_s / units
-        self.progress.bar_style = "success"
-        self.progress.value = 1
+        self._refresh()  # a new request (its own taskUUID) for the next click, and the button drawn enabled
         self.status.value = (
             f"Done: {len(generation.images)} image(s) in {format_seconds(generation.latency_s)}, "
             f"cost {format_usd(generation.cost)} · {len(self.generations)} generation(s) in this panel · "
             f'<span class="knb-log-count">{len(self.session.runs)}</span> row(s) in the run log'
         )
         self.results.value = "".join(
-            html_for_generation(g, style=False) + "<hr>" for g in reversed(self.generations[-_RESULTS_SHOWN:])
+            g.to_html(style=False) + "<hr>" for g in reversed(self.generations[-_RESULTS_SHOWN:])
         )
         for callback in self._listeners:
             try:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .. import spec
-from ..engine.pricing import list_price
 from ..errors import FieldProblem, RequestValidationError
+from ..planning.pricing import list_price
 from ..types import ImageInferenceRequest
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "GENERAL",
     "GenerateState",
     "LoraEntry",
+    "RunState",
     "build_request",
     "code_for_request",
     "control_for_problem",
@@ -114,6 +115,36 @@ class GenerateState:
                 )
             setattr(copied, name, value)
         return copied
+
+
+@dataclass
+class RunState:
+    """A panel's run, as plain data: whether one is running, since when, how far it got, what came back and what went
+    wrong. The panel draws its button, progress bar and status line from this; tests read it."""
+
+    running: bool = False
+    started: float | None = None  # time.perf_counter() when the current (or last) run started
+    progress: float = 0.0  # 0..1 of the expected work
+    outcome: str = ""  # "" before any run; "success", "partial" or "failed" after one
+    ignored_clicks: int = 0  # clicks on Run while a run was going (never a second paid run)
+    cancel_requested: bool = False
+    results: list[Any] = field(default_factory=list)  # what each successful run returned, oldest first
+    errors: list[BaseException] = field(default_factory=list)  # every error shown, oldest first
+
+    @property
+    def last_result(self) -> Any:
+        return self.results[-1] if self.results else None
+
+    @property
+    def last_error(self) -> BaseException | None:
+        return self.errors[-1] if self.errors else None
+
+    def begin(self, now: float) -> None:
+        self.running, self.started, self.progress, self.outcome, self.cancel_requested = True, now, 0.0, "", False
+
+    def end(self, outcome: str) -> None:
+        # A finished run's bar is full, coloured by its outcome.
+        self.running, self.outcome, self.progress = False, outcome, 1.0
 
 
 # -- state -> request ----------------------------------------------------------------------------------------------
@@ -309,13 +340,6 @@ def state_from_request(request: ImageInferenceRequest) -> GenerateState:
         ref.read_bytes() for ref in request.referenceImages or [] if ref.kind in ("bytes", "path", "data_uri", "base64")
     ]
     return state
-
-
-def with_seed(state: GenerateState, seed: int | None) -> GenerateState:
-    """The same form with a fixed seed (or random again for None)."""
-    if seed is None:
-        return state.copy(random_seed=True)
-    return state.copy(seed=str(seed), random_seed=False)
 
 
 def estimate_cost(request: ImageInferenceRequest) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,12 @@ from typing import Any
 import ipywidgets as widgets
 
 from .. import spec
+from .._media import data_uri
+from ..html import DEMO_NOTE, STYLE, format_seconds, format_usd, html_from_problems, thumbnail
 from ..types import ImageInferenceRequest
 from ._common import ErrorArea, css, run_in_background, session_or_default
-from .display import DEMO_NOTE, STYLE, format_seconds, format_usd, html_for_problems, thumbnail
+from .binding import FormBinding
+from .state import RunState
 
 __all__ = ["SweepPanel", "SweepState", "sweep_arguments"]
 
@@ -64,7 +68,7 @@ class SweepPanel(widgets.VBox):
 
     ``base``: a GeneratePanel (its current request is the base of every cell), a request, or None (the panel's own
     prompt with the model defaults). ``plan`` is the current plan, ``estimate`` its estimate, ``task`` the running
-    sweep, ``report`` the last run's report.
+    sweep, ``run_state`` the runs (running, progress, reports, errors) and ``report`` the last run's report.
     """
 
     def __init__(self, session: Any = None, *, base: Any = None, state: SweepState | None = None, **box: Any) -> None:
@@ -75,12 +79,12 @@ class SweepPanel(widgets.VBox):
         self.estimate: Any = None
         self.problems: list[str] = []
         self.task: asyncio.Task[Any] | None = None
-        self.report: Any = None
-        self.running = False
-        self.errors = ErrorArea("knb-sweep-errors")
+        self.run_state = RunState()
+        self.errors = ErrorArea("knb-sweep-errors", self.run_state.errors)
+        self.binding: FormBinding[SweepState] = FormBinding(
+            lambda: self.state, self._on_edit, wrap=self.errors.guard("Sweep form")
+        )
         self._grid_signature: tuple[Any, ...] = ()
-        self._syncing = False
-        self._cancel_requested = False
         self._thumbs: dict[str, str] = {}
 
         self.prompt = css(
@@ -149,15 +153,19 @@ class SweepPanel(widgets.VBox):
         self.progress_label = css(widgets.HTML(""), "knb-sweep-progress-label")
         self.grid = css(widgets.HTML(""), "knb-sweep-grid")
 
-        for control in (
-            self.prompt,
-            self.name,
-            *self.axis_texts.values(),
-            self.schedulers,
-            self.sizes,
-            self.concurrency,
-        ):
-            control.observe(self.errors.guard("Sweep form")(self._on_change), names="value")
+        bind = self.binding
+        bind.attribute(self.prompt, "prompt")
+        bind.attribute(self.name, "name")
+        bind.attribute(self.prompts, "prompts")
+        for axis, text in self.axis_texts.items():
+            bind.bind(
+                text,
+                read=lambda s, axis=axis: s.axes.get(axis, ""),
+                write=lambda s, value, axis=axis: _set_axis(s, axis, value),
+            )
+        bind.attribute(self.schedulers, "schedulers", to_widget=tuple, from_widget=list)
+        bind.attribute(self.sizes, "sizes", to_widget=tuple, from_widget=list)
+        bind.attribute(self.concurrency, "concurrency")
         self.run_button.on_click(self.errors.guard("Run sweep")(lambda _b: self.run()))
         self.cancel_button.on_click(self.errors.guard("Cancel sweep")(lambda _b: self.cancel()))
         self.sheet_button.on_click(self.errors.guard("Contact sheet")(lambda _b: self.contact_sheet()))
@@ -184,6 +192,16 @@ class SweepPanel(widgets.VBox):
         self.errors.guard("Sweep form")(self.replan)()
 
     # -- public API --------------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether a sweep is running from this panel."""
+        return self.run_state.running
+
+    @property
+    def report(self) -> Any:
+        """The last run's report (None before the first run finishes)."""
+        return self.run_state.last_result
+
     def update(self, **changes: Any) -> None:
         """Set form values by SweepState field name; ``axes`` entries are merged (``update(axes={"steps": "10-30 (+10)"})``)."""
         axes = changes.pop("axes", None)
@@ -228,9 +246,9 @@ class SweepPanel(widgets.VBox):
                 Exception
             ) as exc:  # SweepError / RequestValidationError / UnsupportedByEngineError: the fix is in the text
                 self.problems = [f"{type(exc).__name__}: {exc}"]
-        self.problem_label.value = html_for_problems(self.problems)
+        self.problem_label.value = html_from_problems(self.problems)
         self.summary.value = self._summary_html()
-        self.run_button.disabled = self.plan is None or self.running or not self._within_budget()
+        self._draw_run()
         if self.plan is not None and not self.running:
             self._draw_grid()
 
@@ -259,19 +277,14 @@ class SweepPanel(widgets.VBox):
     def cancel(self) -> None:
         """Stop starting new cells; cells in flight finish and are logged. Run again to resume the rest."""
         if self.plan is not None:
-            self._cancel_requested = True
+            self.run_state.cancel_requested = True
             self.plan.cancel()
             self.progress_label.value = "Cancelling: cells in flight finish; run again to resume the rest."
 
     # -- running -----------------------------------------------------------------------------------------------
     def _begin(self, plan: Any) -> None:
-        self.running = True
-        self._cancel_requested = False
-        self.report = None
-        self.run_button.disabled = True
-        self.cancel_button.disabled = False
+        self.run_state.begin(time.perf_counter())
         self.progress.max = max(len(plan), 1)
-        self.progress.bar_style = "info"
         self._poll(plan)
 
     async def _arun(self, plan: Any) -> Any:
@@ -281,48 +294,63 @@ class SweepPanel(widgets.VBox):
                 self._poll(plan)
 
         polling = asyncio.ensure_future(poller())
+        report = None
         try:
-            self.report = await plan.arun(self.state.concurrency, progress=False)
+            report = await plan.arun(self.state.concurrency, progress=False)
         except Exception as exc:
             self.errors.show(exc, "Sweep")
         finally:
             polling.cancel()
-            self._end(plan)
-        return self.report
+            self._end(plan, report)
+        return report
 
     def _run_now(self, plan: Any) -> Any:
+        report = None
         try:
-            self.report = plan.run(self.state.concurrency, progress=False)
+            report = plan.run(self.state.concurrency, progress=False)
         except Exception as exc:
             self.errors.show(exc, "Sweep")
         finally:
-            self._end(plan)
-        return self.report
+            self._end(plan, report)
+        return report
 
-    def _end(self, plan: Any) -> None:
-        self.running = False
-        self.cancel_button.disabled = True
-        self._poll(plan)
-        report = self.report
-        if report is not None:
-            self.progress.bar_style = "success" if not report.failed and not report.not_run else "warning"
-            self.progress_label.value = html.escape(str(report))
+    def _end(self, plan: Any, report: Any) -> None:
+        run = self.run_state
+        if report is None:
+            run.end("failed")
         else:
-            self.progress.bar_style = "danger"
+            run.results.append(report)
+            run.end("success" if not report.failed and not report.not_run else "partial")
+        self._poll(plan)
+        if report is not None:
+            self.progress_label.value = html.escape(str(report))
         self.replan()
 
     def _poll(self, plan: Any) -> None:
-        if self._cancel_requested:
+        run = self.run_state
+        if run.cancel_requested:
             # A plan clears its cancel flag when it starts; a Cancel clicked just before that is repeated here.
             plan.cancel()
         counts = plan.status()
         done = counts.get("ok", 0) + counts.get("failed", 0)
-        self.progress.value = min(done, self.progress.max)
+        if run.running:
+            run.progress = min(done / max(len(plan), 1), 1.0)
         self.progress_label.value = (
             f"{counts.get('ok', 0)} ok · {counts.get('failed', 0)} failed · {counts.get('pending', 0)} in flight · "
             f"{counts.get('new', 0)} to go · spent {format_usd(self.session.budget.spent)}"
         )
+        self._draw_run()
         self._draw_grid()
+
+    def _draw_run(self) -> None:
+        """Buttons and progress bar, drawn from ``run_state``."""
+        run = self.run_state
+        self.run_button.disabled = self.plan is None or run.running or not self._within_budget()
+        self.cancel_button.disabled = not run.running
+        self.progress.value = round(run.progress * self.progress.max)
+        self.progress.bar_style = {"success": "success", "partial": "warning", "failed": "danger"}.get(
+            run.outcome, "info"
+        )
 
     # -- view --------------------------------------------------------------------------------------------------
     def _within_budget(self) -> bool:
@@ -373,10 +401,7 @@ class SweepPanel(widgets.VBox):
         if state == "ok" and row is not None and row.get("image_path"):
             path = str(self.session.runs.image_path(row))
             if path not in self._thumbs:
-                import base64
-
-                data, fmt = thumbnail(Path(path).read_bytes(), size)
-                self._thumbs[path] = f"data:image/{fmt};base64," + base64.b64encode(data).decode("ascii")
+                self._thumbs[path] = data_uri(*thumbnail(Path(path).read_bytes(), size))
             return f'<img class="knb-cell-ok" src="{self._thumbs[path]}" title="{html.escape(cell.key)}"/>'
         colour = {"failed": "#f8d7da", "pending": "#fff3cd"}.get(state, "#eee")
         text = {"failed": "failed", "pending": "running…"}.get(state, "to do")
@@ -387,30 +412,15 @@ class SweepPanel(widgets.VBox):
         )
 
     def _write_widgets(self) -> None:
-        s = self.state
-        self._syncing = True
-        try:
-            self.prompt.value = s.prompt
-            self.name.value = s.name
-            self.prompts.value = s.prompts
-            for axis, text in self.axis_texts.items():
-                text.value = s.axes.get(axis, "")
-            self.schedulers.value = tuple(s.schedulers)
-            self.sizes.value = tuple(s.sizes)
-            self.concurrency.value = s.concurrency
-        finally:
-            self._syncing = False
+        self.binding.push()
 
-    def _on_change(self, _change: dict[str, Any]) -> None:
-        if self._syncing:
-            return
-        self.state = SweepState(
-            prompt=self.prompt.value,
-            name=self.name.value,
-            prompts=self.prompts.value,
-            axes={axis: text.value for axis, text in self.axis_texts.items() if text.value.strip()},
-            schedulers=list(self.schedulers.value),
-            sizes=list(self.sizes.value),
-            concurrency=self.concurrency.value,
-        )
+    def _on_edit(self, state: SweepState, _change: dict[str, Any]) -> None:
+        self.state = state
         self.replan()
+
+
+def _set_axis(state: SweepState, axis: str, text: str) -> None:
+    if text.strip():
+        state.axes[axis] = text
+    else:  # empty: not swept
+        state.axes.pop(axis, None)

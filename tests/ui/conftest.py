@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture
 def demo_session(demo_backend, tmp_path):
-    from kandinsky_nb.engine import Session
+    from kandinsky_nb.session import Session
 
     session = Session(engine=demo_backend, home=tmp_path / "home")
     yield session

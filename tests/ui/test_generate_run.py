@@ -65,7 +65,7 @@ def test_engine_refusals_show_next_to_the_control(demo_session):
 
 
 async def test_a_failed_run_shows_its_error_in_the_panel_and_is_logged(demo_backend, tmp_path):
-    from kandinsky_nb.engine import Session
+    from kandinsky_nb.session import Session
 
     session = Session(engine=demo_backend, home=tmp_path / "home", budget=1e-9)
     try:

@@ -32,7 +32,7 @@ def test_plan_cost_and_budget_are_shown_before_running(demo_session):
 
 
 def test_a_plan_over_budget_cannot_run(demo_backend, tmp_path):
-    from kandinsky_nb.engine import Session
+    from kandinsky_nb.session import Session
 
     session = Session(engine=demo_backend, home=tmp_path / "home", budget=1e-6)
     try:

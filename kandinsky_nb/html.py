@@ -1,0 +1,191 @@
+"""Pure HTML builders: plain data in, an HTML string out (mediapy's ``html_from_*`` style).
+
+Nothing here imports a widget library, IPython or the toolkit's types: a :class:`~kandinsky_nb.types.Generation`
+renders itself in a notebook through these builders without loading ipywidgets, and the panels in
+:mod:`kandinsky_nb.ui` show the same markup. Images are shown as thumbnails (data URIs of a downscaled copy), never
+the full file, so a notebook does not grow by megabytes per run. Images from the offline demo weights are noise, and
+every builder that shows one says so.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from ._media import data_uri, sniff_format
+
+__all__ = [
+    "DEMO_NOTE",
+    "STYLE",
+    "THUMBNAIL_SIDE",
+    "ImageInfo",
+    "format_seconds",
+    "format_usd",
+    "html_from_error",
+    "html_from_generation",
+    "html_from_image",
+    "html_from_params",
+    "html_from_problems",
+    "html_from_request_json",
+    "thumbnail",
+]
+
+THUMBNAIL_SIDE = 256
+DEMO_NOTE = "demo weights: random noise, not a real image"
+
+STYLE = """<style>
+.knb-gen{font-family:var(--jp-ui-font-family,sans-serif);font-size:12px}
+.knb-gen .knb-tiles{display:flex;flex-wrap:wrap;gap:8px}
+.knb-tile{display:inline-flex;flex-direction:column;align-items:center;margin:0}
+.knb-tile img{border:1px solid #ccc;border-radius:3px;max-width:100%}
+.knb-caption{color:#444;font-size:11px;text-align:center;max-width:260px;overflow-wrap:anywhere}
+.knb-demo{background:#fff3cd;color:#664d03;border-radius:3px;padding:1px 5px;font-size:11px}
+.knb-problems{color:#b00020;margin:2px 0;padding-left:16px;font-size:12px}
+.knb-json{font-family:var(--jp-code-font-family,monospace);font-size:11px;line-height:1.35;background:#f6f8fa;
+ padding:6px;border-radius:3px;white-space:pre-wrap;max-height:320px;overflow:auto;margin:0}
+.knb-sweep-table td,.knb-sweep-table th{padding:2px;font-size:11px;line-height:1.2;vertical-align:middle}
+.knb-params td{padding:1px 8px 1px 0;vertical-align:top;font-size:12px}
+.knb-error{color:#b00020;white-space:pre-wrap;font-family:var(--jp-code-font-family,monospace);font-size:12px}
+</style>"""
+
+
+class ImageInfo(NamedTuple):
+    """One image as the builders need it: its encoded bytes, and the seed and cost the engine reported (or None)."""
+
+    data: bytes
+    seed: int | None = None
+    cost: float | None = None
+
+
+def format_usd(value: float | None) -> str:
+    """``$0.0077``; small amounts keep 2 significant digits; None is an em dash (no cost reported)."""
+    if value is None:
+        return "—"
+    if value == 0:
+        return "$0"
+    if abs(value) >= 0.01:
+        return f"${value:.4f}"
+    return f"${value:.2g}" if abs(value) >= 0.0001 else f"${value:.1e}"
+
+
+def format_seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value < 60:
+        return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+    minutes, seconds = divmod(round(value), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def thumbnail(data: bytes, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, str]:
+    """A downscaled copy of an encoded image (aspect kept, never upscaled) and its format, as ``(bytes, "png"|"jpeg")``.
+
+    Images with transparency stay PNG; the rest become JPEG, a fraction of the size for photographic content.
+    """
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        image.thumbnail((max_side, max_side))
+        buffer = io.BytesIO()
+        if image.mode in ("RGBA", "LA", "P"):
+            image.save(buffer, format="PNG", optimize=True)
+            return buffer.getvalue(), "png"
+        image.convert("RGB").save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue(), "jpeg"
+
+
+def html_from_image(data: bytes, caption: str = "", *, max_side: int | None = THUMBNAIL_SIDE, title: str = "") -> str:
+    """One image as an ``<img>`` tile (a thumbnail unless ``max_side`` is None) with a caption below.
+
+    ``caption`` is HTML (callers escape what they put in it); ``title`` is plain text.
+    """
+    small, fmt = (data, sniff_format(data)) if max_side is None else thumbnail(data, max_side)
+    caption_html = f'<figcaption class="knb-caption">{caption}</figcaption>' if caption else ""
+    return (
+        f'<figure class="knb-tile"><img src="{data_uri(small, fmt)}" alt="{html.escape(title or "image")}" '
+        f'title="{html.escape(title)}"/>{caption_html}</figure>'
+    )
+
+
+def html_from_generation(
+    images: Sequence[ImageInfo],
+    *,
+    engine: str,
+    prompt: str,
+    width: int,
+    height: int,
+    steps: int,
+    cfg_scale: float,
+    latency_s: float | None,
+    total_cost: float | None = None,
+    demo: bool = False,
+    max_side: int = THUMBNAIL_SIDE,
+    style: bool = True,
+) -> str:
+    """Thumbnails of one request's images with seed, cost and latency under each, a summary line above, and a
+    demo-weights note when the images are noise."""
+    tiles = []
+    for index, image in enumerate(images):
+        caption = " · ".join(
+            [
+                f"seed {image.seed}" if image.seed is not None else "seed —",
+                format_usd(image.cost),
+                format_seconds(latency_s),
+            ]
+        )
+        if demo:
+            caption += f'<br><span class="knb-demo" title="{html.escape(DEMO_NOTE)}">demo weights: noise</span>'
+        tiles.append(html_from_image(image.data, caption, max_side=max_side, title=f"image {index + 1}"))
+    head = (
+        f"<div><b>{len(images)} image{'s' if len(images) != 1 else ''}</b> · "
+        f"{html.escape(engine)} engine · {width}x{height} · {steps} steps · CFG {cfg_scale:g} · "
+        f"total {format_usd(total_cost)} · {format_seconds(latency_s)}"
+        + (' · <span class="knb-demo">demo weights</span>' if demo else "")
+        + '</div><div class="knb-caption" style="text-align:left;max-width:none">'
+        f"{html.escape(_shorten(prompt, 200))}</div>"
+    )
+    body = f'<div class="knb-gen">{head}<div class="knb-tiles">{"".join(tiles)}</div></div>'
+    return (STYLE if style else "") + body
+
+
+def html_from_request_json(wire: Mapping[str, Any]) -> str:
+    """A request's wire JSON object, pretty-printed and escaped (inline image data shortened for display)."""
+    shown = {key: _shorten_image(key, value) for key, value in wire.items()}
+    text = html.escape(json.dumps(shown, indent=2, ensure_ascii=False))
+    return f'<pre class="knb-json">{text}</pre>'
+
+
+def html_from_problems(problems: Iterable[object]) -> str:
+    """A red list of validation problems, each shown by its ``str`` (empty string when there are none)."""
+    items = [f"<li>{html.escape(str(p))}</li>" for p in problems]
+    return f'<ul class="knb-problems">{"".join(items)}</ul>' if items else ""
+
+
+def html_from_error(error: BaseException, *, context: str = "") -> str:
+    """An exception as a red block: its type and full message (the toolkit's messages end with the fix)."""
+    where = f"{html.escape(context)}: " if context else ""
+    return f'<div class="knb-error">{where}<b>{type(error).__name__}</b>: {html.escape(str(error))}</div>'
+
+
+def html_from_params(params: Mapping[str, Any]) -> str:
+    """A two-column table of parameters (values JSON-encoded where not plain text)."""
+    rows = []
+    for key, value in params.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        rows.append(f"<tr><td><b>{html.escape(str(key))}</b></td><td>{html.escape(_shorten(text, 400))}</td></tr>")
+    return f'<table class="knb-params">{"".join(rows)}</table>'
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _shorten_image(key: str, value: Any) -> Any:
+    if key == "seedImage" and isinstance(value, str) and len(value) > 80:
+        return value[:48] + f"…<{len(value)} chars>"
+    if key == "referenceImages" and isinstance(value, list):
+        return [_shorten_image("seedImage", item) for item in value]
+    return value
