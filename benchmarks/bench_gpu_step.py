@@ -31,8 +31,7 @@ def main() -> int:
 
     import torch
 
-    from kandinsky_nb.backends.local import build_demo_weights
-    from kandinsky_nb.backends.local.engine import import_local_stack
+    from kandinsky_nb.backends.local import build_demo_weights, import_local_stack
 
     _, diffusers = import_local_stack()
     if not args.tiny and not torch.cuda.is_available():

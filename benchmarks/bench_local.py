@@ -26,7 +26,7 @@ IMPORT_ENGINE = """
 import time
 c, w = time.process_time(), time.perf_counter()
 import kandinsky_nb.backends.local as local
-from kandinsky_nb.backends.local.engine import import_local_stack
+from kandinsky_nb.backends.local import import_local_stack
 torch, diffusers = import_local_stack()
 diffusers.Kandinsky5T2IPipeline
 print(time.process_time() - c, time.perf_counter() - w)
@@ -93,7 +93,7 @@ def main() -> None:
         c, w = time.process_time(), time.perf_counter()
         weights = build_demo_weights(Path(folder))
         print(f"\n== demo weights build: {time.process_time() - c:.2f} s CPU  {time.perf_counter() - w:.2f} s wall ==")
-        backend = LocalBackend.demo(weights)
+        backend = LocalBackend.from_demo_weights(weights)
         request = ImageInferenceRequest(positivePrompt="a red fox in snow", seed=1, width=1024, height=1024)
         details = backend.generate(request).details  # loads the pipeline; not timed
 

@@ -28,7 +28,7 @@ def demo_backend(demo_weights):
     """The local engine on demo weights at reduced scale: a 1024x1024 request runs in well under a second."""
     from kandinsky_nb.backends.local import LocalBackend
 
-    backend = LocalBackend.demo(demo_weights)
+    backend = LocalBackend.from_demo_weights(demo_weights)
     yield backend
     backend.close()
 

@@ -72,7 +72,7 @@ def command(
         click.echo(f"Engine: {backend!r}")
     else:
         click.echo("No weights given: building/using the offline DEMO weights. Images are noise, and say so.")
-        backend = LocalBackend.demo()
+        backend = LocalBackend.from_demo_weights()
     app = create_app(backend, api_keys=keys, max_concurrency=max_concurrency, public_url=public_url)
     auth = f"{len(keys)} API key(s) required" if keys else "open: any key accepted (loopback only)"
     click.echo(f"Serving on http://{host}:{port}/v1  ({auth})")

@@ -11,9 +11,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 from kandinsky_nb import spec
-from kandinsky_nb.backends.local import LocalBackend, build_demo_weights, demo_weights_ready
+from kandinsky_nb.backends.local import (
+    LocalBackend,
+    build_demo_weights,
+    demo_weights_ready,
+    resolve_weights,
+    scaled_size,
+)
 from kandinsky_nb.backends.local.demo_weights import MARKER
-from kandinsky_nb.backends.local.engine import resolve_weights, scaled_size
 from kandinsky_nb.cli import main
 from kandinsky_nb.types import ImageInferenceRequest
 
@@ -71,7 +76,7 @@ def test_session_check_refuses_before_running(demo_backend):
 def test_closed_backend_says_so(demo_weights):
     from kandinsky_nb.errors import BackendError
 
-    backend = LocalBackend.demo(demo_weights)
+    backend = LocalBackend.from_demo_weights(demo_weights)
     backend.close()
     with pytest.raises(BackendError, match="closed"):
         backend.generate(ImageInferenceRequest(positivePrompt="a fox", steps=10))

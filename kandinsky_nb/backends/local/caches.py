@@ -24,10 +24,10 @@ from typing import Any
 from ... import spec
 from ...errors import UnsupportedByEngineError
 from ...types import ImageInferenceRequest
+from .stack import ENGINE
 
 __all__ = ["OFFICIAL_T2I_MAG_RATIOS", "CachePlan", "CacheRun", "cache_plan"]
 
-ENGINE = "local"
 # The modules TaylorSeer approximates: attention and feed-forward of every visual block.
 TAYLORSEER_MODULES = r"visual_transformer_blocks\.\d+\.(self_attention|cross_attention|feed_forward)"
 # TaylorSeer needs two full computations before it can extrapolate (a first-order difference).

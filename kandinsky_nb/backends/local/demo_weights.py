@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ... import settings
+from ...errors import MissingDependencyError
+from .stack import import_local_stack, quiet_progress
 
 __all__ = ["DEMO_RECIPE", "build_demo_weights", "demo_weights_ready", "is_demo_weights"]
 
@@ -106,8 +108,6 @@ def build_demo_weights(folder: str | os.PathLike[str] | None = None) -> Path:
     try:
         from filelock import FileLock
     except ImportError as exc:  # filelock comes with huggingface_hub, part of the local extra
-        from ...errors import MissingDependencyError
-
         raise MissingDependencyError("Demo weights", "local", exc.name) from exc
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / ".build.lock")):
@@ -134,8 +134,6 @@ def build_demo_weights(folder: str | os.PathLike[str] | None = None) -> Path:
 # The recipe (needs the local extra)
 # ----------------------------------------------------------------------------------------------------------------------
 def _build_into(staging: Path) -> dict[str, Any]:
-    from .engine import import_local_stack, quiet_progress
-
     torch, diffusers = import_local_stack("Demo weights")
     qwen_tokenizer = _qwen_tokenizer()
     clip_tokenizer = _clip_tokenizer()

@@ -24,10 +24,10 @@ from typing import Any
 from ... import spec
 from ...errors import UnsupportedByEngineError
 from ...types import ImageInferenceRequest
+from .stack import ENGINE
 
 __all__ = ["LoraRun", "LoraUse", "lora_plan"]
 
-ENGINE = "local"
 # File names looked for inside a LoRA folder, in order.
 WEIGHT_FILES = ("pytorch_lora_weights.safetensors", "adapter_model.safetensors", "lora.safetensors")
 CONFIG_FILES = ("adapter_config.json", "config_lora.json")

@@ -16,6 +16,7 @@ from typing import Any
 
 from ... import spec
 from ...errors import UnsupportedByEngineError
+from .stack import ENGINE
 
 __all__ = [
     "LOCAL_SCHEDULERS",
@@ -24,7 +25,6 @@ __all__ = [
     "supported_local_schedulers",
 ]
 
-ENGINE = "local"
 
 # Keyword arguments that turn a multistep solver into its flow-matching form; ``flow_shift`` is added at build time
 # from the checkpoint's own scheduler config so a checkpoint with another shift keeps it.
