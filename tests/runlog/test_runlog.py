@@ -196,3 +196,17 @@ def test_two_processes_writing_one_log_lose_no_row(tmp_path):
     assert frame["task_uuid"].is_unique
     assert (frame["status"] == "ok").all()
     assert frame.groupby("sweep_id").size().to_dict() == {"a": count, "b": count}
+
+
+def test_a_rewritten_row_keeps_its_id_and_created_time_and_drops_stale_values(tmp_path):
+    log = RunLog(tmp_path)
+    req = request(seed=2)
+    first_id = log.record_failure(req, TaskError("dropped", code="x"), engine="runware", demo=False, unanswered=True)
+    [before] = log.get(req.taskUUID)
+    # The resume found the answer: the same (taskUUID, result 0) row becomes ok, and the error of the first try goes.
+    [ok_id] = log.record_generation(generation(req))
+    [after] = log.get(req.taskUUID)
+    assert ok_id == first_id == after["id"]
+    assert after["created_utc"] == before["created_utc"]
+    assert (after["status"], after["error_type"], after["error_message"]) == ("ok", None, None)
+    assert after["image_sha256"] and after["finished_utc"] != before["finished_utc"]
