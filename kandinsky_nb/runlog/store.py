@@ -2,7 +2,8 @@
 
 Layout of the folder (``Session(home=...)``, else ``$KANDINSKY_NB_HOME``, else ``~/.kandinsky_nb``)::
 
-    runs.db            every run: one row per generated image, one per failed or unanswered request
+    runs.db            every run (table ``runs``): one row per generated image, one per failed or unanswered
+                       request; the scores of those images (table ``metrics``, see :mod:`.metrics`)
     images/ab/<sha256>.<ext>   each image once, with its request parameters embedded in the file
 
 Rows move through ``submitted`` (written BEFORE the request is sent, with its taskUUID and exact request JSON, so a
@@ -10,6 +11,10 @@ crash leaves a record that can be resumed) to ``ok``, ``failed``, ``cancelled`` 
 ``unanswered`` (an error left the outcome unknown: a dropped connection, a poll timeout); the last two, like a bare
 ``submitted``, are looked up by taskUUID before anything is sent again. Several processes may write one
 log: every write is one short ``BEGIN IMMEDIATE`` transaction and waits up to ``busy_timeout`` for the lock.
+
+A row is written by one native upsert (``INSERT ... ON CONFLICT (task_uuid, result_index) DO UPDATE ... RETURNING
+id``) over the columns the migrations built, read from the database when the log opens: a column added by a new
+migration is written without restating the schema here.
 """
 
 from __future__ import annotations
