@@ -36,19 +36,31 @@ __all__ = [
 THUMBNAIL_SIDE = 256
 DEMO_NOTE = "demo weights: random noise, not a real image"
 
+# Colours are JupyterLab theme variables (fallbacks for plain HTML), so the light and dark themes both read well; the
+# badge keeps dark text on a light background in both. Text is at least 12px.
 STYLE = """<style>
-.knb-gen{font-family:var(--jp-ui-font-family,sans-serif);font-size:12px}
+.knb-gen{font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;color:var(--jp-ui-font-color1,#212121)}
 .knb-gen .knb-tiles{display:flex;flex-wrap:wrap;gap:8px}
-.knb-tile{display:inline-flex;flex-direction:column;align-items:center;margin:0}
-.knb-tile img{border:1px solid #ccc;border-radius:3px;max-width:100%}
-.knb-caption{color:#444;font-size:11px;text-align:center;max-width:260px;overflow-wrap:anywhere}
-.knb-demo{background:#fff3cd;color:#664d03;border-radius:3px;padding:1px 5px;font-size:11px}
-.knb-problems{color:#b00020;margin:2px 0;padding-left:16px;font-size:12px}
-.knb-json{font-family:var(--jp-code-font-family,monospace);font-size:11px;line-height:1.35;background:#f6f8fa;
- padding:6px;border-radius:3px;white-space:pre-wrap;max-height:320px;overflow:auto;margin:0}
-.knb-sweep-table td,.knb-sweep-table th{padding:2px;font-size:11px;line-height:1.2;vertical-align:middle}
-.knb-params td{padding:1px 8px 1px 0;vertical-align:top;font-size:12px}
-.knb-error{color:#b00020;white-space:pre-wrap;font-family:var(--jp-code-font-family,monospace);font-size:12px}
+.knb-tile{display:inline-flex;flex-direction:column;align-items:center;margin:0;max-width:100%}
+.knb-tile img{border:1px solid var(--jp-border-color1,#bdbdbd);border-radius:3px;max-width:100%;height:auto}
+.knb-caption{color:var(--jp-ui-font-color1,#333);font-size:12px;text-align:center;max-width:260px;
+ overflow-wrap:anywhere}
+.knb-demo{background:var(--jp-warn-color3,#ffe0b2);color:var(--md-grey-900,#212121);border-radius:3px;padding:1px 5px;
+ font-size:12px}
+.knb-problems{color:var(--jp-error-color1,#d32f2f);margin:2px 0;padding-left:16px;font-size:12px}
+.knb-json{font-family:var(--jp-code-font-family,monospace);font-size:12px;line-height:1.35;
+ background:var(--jp-layout-color2,#eeeeee);color:var(--jp-content-font-color1,#212121);padding:6px;border-radius:3px;
+ white-space:pre-wrap;overflow-wrap:anywhere;max-height:320px;overflow:auto;margin:0}
+.knb-sweep-table td,.knb-sweep-table th{padding:2px;font-size:12px;line-height:1.2;vertical-align:middle}
+.knb-cell{display:flex;align-items:center;justify-content:center;color:var(--md-grey-900,#212121)}
+.knb-cell-failed{background:var(--jp-error-color3,#ffcdd2)}
+.knb-cell-pending{background:var(--jp-warn-color3,#ffe0b2)}
+.knb-cell-new{background:var(--jp-layout-color3,#bdbdbd)}
+.knb-params td{padding:1px 8px 1px 0;vertical-align:top;font-size:12px;overflow-wrap:anywhere}
+.knb-error{color:var(--jp-error-color1,#d32f2f);white-space:pre-wrap;font-family:var(--jp-code-font-family,monospace);
+ font-size:12px}
+.knb-muted{color:var(--jp-ui-font-color2,#616161);font-size:12px}
+.knb-over{color:var(--jp-error-color1,#d32f2f);font-size:12px}
 </style>"""
 
 

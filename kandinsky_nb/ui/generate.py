@@ -529,8 +529,9 @@ class GeneratePanel(widgets.VBox):
         for key, (low, high) in spec.TEXT_LIMITS.items():
             length = len(getattr(s, key))
             over = length > high or (0 < length < low)
-            colour = "#b00020" if over else "#666"
-            self.counters[key].value = f'<small style="color:{colour}">{length} / {high} characters</small>'
+            self.counters[
+                key
+            ].value = f'<span class="{"knb-over" if over else "knb-muted"}">{length} / {high} characters</span>'
         c["seed"].disabled = s.random_seed
         c["strength"].disabled = s.seedImage is None
         c["safety.mode"].disabled = False

@@ -403,12 +403,11 @@ class SweepPanel(widgets.VBox):
             if path not in self._thumbs:
                 self._thumbs[path] = data_uri(*thumbnail(Path(path).read_bytes(), size))
             return f'<img class="knb-cell-ok" src="{self._thumbs[path]}" title="{html.escape(cell.key)}"/>'
-        colour = {"failed": "#f8d7da", "pending": "#fff3cd"}.get(state, "#eee")
         text = {"failed": "failed", "pending": "running…"}.get(state, "to do")
         title = html.escape((row or {}).get("error_message") or cell.key)
         return (
-            f'<div class="knb-cell-{state}" title="{title}" style="width:{size}px;height:{size // 2}px;'
-            f'background:{colour};display:flex;align-items:center;justify-content:center">{text}</div>'
+            f'<div class="knb-cell knb-cell-{state}" title="{title}" '
+            f'style="width:{size}px;height:{size // 2}px">{text}</div>'
         )
 
     def _write_widgets(self) -> None:
