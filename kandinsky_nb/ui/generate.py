@@ -540,8 +540,15 @@ class GeneratePanel(widgets.VBox):
             box.layout.display = None if relevant else "none"
         self._draw_run()
         if self.request is None:
-            self.json_preview.value = html_from_problems(self.problems)
-            self.cost_label.value = "<small>Fix the problems above to see the request and its cost.</small>"
+            # Each problem is shown once, next to its control; the preview only says why it is empty.
+            count = len(self.problems)
+            self.json_preview.value = (
+                f'<span class="knb-muted">The request JSON appears here once the form is valid ({count} problem'
+                f"{'s' if count != 1 else ''} shown next to the controls).</span>"
+            )
+            self.cost_label.value = (
+                '<span class="knb-muted">Fix the problems shown to see the request and its cost.</span>'
+            )
             self.code_area.value = ""
             return
         self.json_preview.value = html_from_request_json(self.request.to_wire())

@@ -4,6 +4,7 @@ while invalid, and the JSON, cost and code shown are the ones of the request tha
 from __future__ import annotations
 
 import datetime
+import html
 import io
 import json
 import re
@@ -275,3 +276,18 @@ def test_update_takes_a_seed_as_a_number_and_fixes_it():
     panel.update(positivePrompt="a red fox in snow", seed=3)
     assert panel.controls["seed"].value == "3" and panel.state.random_seed is False
     assert panel.request is not None and panel.request.seed == 3
+
+
+def _all_html(widget) -> str:
+    import ipywidgets as widgets
+
+    own = widget.value if isinstance(widget, widgets.HTML) else ""
+    return own + "".join(_all_html(child) for child in getattr(widget, "children", ()))
+
+
+def test_a_fresh_panel_shows_each_problem_once():
+    panel = GeneratePanel()
+    (problem,) = panel.problems
+    shown = _all_html(panel)
+    assert shown.count(html.escape(str(problem))) == 1, shown
+    assert "once the form is valid" in panel.json_preview.value
