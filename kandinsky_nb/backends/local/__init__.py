@@ -16,7 +16,7 @@ Modules, bottom to top (each imports only those before it):
 from .demo_weights import build_demo_weights, demo_weights_ready, is_demo_weights
 from .engine import DEFAULT_GPU_HOURLY_USD, LocalBackend
 from .pipelines import encode_image
-from .plan import DEMO_SCALE, RunPlan, image_seeds, plan_request, scaled_size
+from .plan import DEMO_SCALE, image_seeds, scaled_size
 from .schedulers import LOCAL_SCHEDULERS, SchedulerChoice, local_scheduler, supported_local_schedulers
 from .stack import import_local_stack
 from .weights import WeightsLocation, resolve_weights
@@ -26,7 +26,6 @@ __all__ = [
     "DEMO_SCALE",
     "LOCAL_SCHEDULERS",
     "LocalBackend",
-    "RunPlan",
     "SchedulerChoice",
     "WeightsLocation",
     "build_demo_weights",
@@ -36,7 +35,6 @@ __all__ = [
     "import_local_stack",
     "is_demo_weights",
     "local_scheduler",
-    "plan_request",
     "resolve_weights",
     "scaled_size",
     "supported_local_schedulers",
