@@ -26,6 +26,7 @@ import uuid
 import httpx
 from PIL import Image
 
+from kandinsky_nb.backends.base import Backend
 from kandinsky_nb.backends.runware import RunwareBackend
 from kandinsky_nb.protocol import FlowConfig, Post, Reply, conversation, inference_task
 from kandinsky_nb.server import ServerThread, create_app
@@ -40,11 +41,10 @@ def _jpeg() -> bytes:
     return buffer.getvalue()
 
 
-class LatencyEngine:
+class LatencyEngine(Backend):
     """An engine that takes exactly ``latency`` seconds (asyncio.sleep) and returns one small JPEG per image."""
 
     name = "latency"
-    demo = False
 
     def __init__(self, latency: float) -> None:
         self.latency = latency
@@ -63,15 +63,6 @@ class LatencyEngine:
 
     def generate(self, request: ImageInferenceRequest) -> Generation:
         return asyncio.run(self.agenerate(request))
-
-    async def aresume(self, request: ImageInferenceRequest) -> Generation | None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
 
 
 def requests(n: int, **fields) -> list[ImageInferenceRequest]:

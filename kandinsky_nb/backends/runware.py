@@ -33,6 +33,7 @@ from ..protocol.policy import (
 from ..settings import ApiKey, runware_base_url
 from ..settings import api_key as find_api_key
 from ..types import Generation, ImageInferenceRequest
+from .base import Backend
 
 __all__ = ["RunwareBackend"]
 
@@ -45,7 +46,7 @@ _NO_KEY = (
 )
 
 
-class RunwareBackend:
+class RunwareBackend(Backend):
     """Kandinsky 5.0 Image Lite on Runware's REST API.
 
     Parameters
@@ -81,7 +82,6 @@ class RunwareBackend:
     """
 
     name = "runware"
-    demo = False
 
     def __init__(
         self,
@@ -102,8 +102,16 @@ class RunwareBackend:
             raise ConfigurationError(_NO_KEY)
         if max_retries is None or max_retries < 0:
             raise ConfigurationError(f"max_retries={max_retries!r} is invalid: pass 0 to disable retries, or more.")
-        if timeout <= 0 or poll_timeout <= 0:
-            raise ConfigurationError("timeout and poll_timeout must be positive numbers of seconds.")
+        for name, seconds in (("timeout", timeout), ("poll_timeout", poll_timeout)):
+            if seconds <= 0:
+                raise ConfigurationError(
+                    f"{name}={seconds!r} is invalid: it is a number of seconds above 0. Pass a positive number."
+                )
+        if max_download_bytes <= 0:
+            raise ConfigurationError(
+                f"max_download_bytes={max_download_bytes!r} is invalid: it is the largest image accepted, in bytes "
+                f"(above 0). Pass a positive number (default {DEFAULT_MAX_DOWNLOAD_BYTES})."
+            )
         self._key = key
         self.base_url = runware_base_url(base_url)
         self.endpoint = self.base_url + "/v1"
@@ -138,15 +146,12 @@ class RunwareBackend:
 
     def generate_many(self, requests: Sequence[ImageInferenceRequest]) -> list[Generation | KandinskyNBError]:
         """Run several requests as ONE batch (one POST); each slot holds its Generation or the error of that task."""
-        return _many(self._drive(self._plan(requests)))
+        return self._drive(self._plan(requests))
 
     def resume(self, request: ImageInferenceRequest) -> Generation | None:
         """Fetch an earlier task's results by its taskUUID without submitting it again; None if the server does not
         know the task (then it is safe to submit). Raises PollTimeoutError if it is still running."""
         return _one_or_none(self._drive(self._plan([request], resume=True)))
-
-    def resume_many(self, requests: Sequence[ImageInferenceRequest]) -> list[Generation | KandinskyNBError | None]:
-        return self._drive(self._plan(requests, resume=True))
 
     def close(self) -> None:
         with self._client_lock:
@@ -154,38 +159,21 @@ class RunwareBackend:
                 self._client.close()
                 self._client = None
 
-    def __enter__(self) -> RunwareBackend:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # -- public API: async -----------------------------------------------------------------------------------------
     async def agenerate(self, request: ImageInferenceRequest) -> Generation:
         return _one(await self._adrive(self._plan([request])))
 
     async def agenerate_many(self, requests: Sequence[ImageInferenceRequest]) -> list[Generation | KandinskyNBError]:
-        return _many(await self._adrive(self._plan(requests)))
+        return await self._adrive(self._plan(requests))
 
     async def aresume(self, request: ImageInferenceRequest) -> Generation | None:
         return _one_or_none(await self._adrive(self._plan([request], resume=True)))
-
-    async def aresume_many(
-        self, requests: Sequence[ImageInferenceRequest]
-    ) -> list[Generation | KandinskyNBError | None]:
-        return await self._adrive(self._plan(requests, resume=True))
 
     async def aclose(self) -> None:
         if self._aclient is not None:
             await self._aclient.aclose()
             self._aclient = None
         self.close()
-
-    async def __aenter__(self) -> RunwareBackend:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     # -- the conversation and its two drivers ----------------------------------------------------------------------
     def _plan(self, requests: Sequence[ImageInferenceRequest], *, resume: bool = False) -> Conversation:
@@ -334,7 +322,3 @@ def _one_or_none(outcomes: list[Any]) -> Generation | None:
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
-
-
-def _many(outcomes: list[Any]) -> list[Generation | KandinskyNBError]:
-    return outcomes

@@ -12,17 +12,46 @@ Shapes accepted (the reference notes list where each was seen):
 
 Items are kept as plain dicts (exactly as received, for the run log); errors become tolerant
 :class:`~kandinsky_nb.types.WireError` objects.
+
+The names a result item is made of (where each ``outputType`` puts the image, the task statuses) are defined here
+once: the client reads items with them and the server role (:mod:`.server`) builds items with them.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ..types import WireError
 
-__all__ = ["Envelope", "MalformedResponse", "parse_envelope"]
+__all__ = [
+    "OUTPUT_FIELDS",
+    "PROCESSING",
+    "SUCCESS",
+    "Envelope",
+    "MalformedResponse",
+    "is_terminal_item",
+    "parse_envelope",
+]
+
+# Where each outputType puts the image in a result item.
+OUTPUT_FIELDS: dict[str, str] = {"URL": "imageURL", "base64Data": "imageBase64Data", "dataURI": "imageDataURI"}
+# A task's status in a result item: still running, or finished with this image.
+PROCESSING: Final = "processing"
+SUCCESS: Final = "success"
+# Every spelling of "not finished yet" that servers use.
+_NOT_TERMINAL = frozenset({PROCESSING, "pending", "queued", "running"})
+
+
+def is_terminal_item(item: Mapping[str, Any]) -> bool:
+    """A finished image: status ``success``, or an image payload with no non-terminal status. ACKs and
+    ``processing``/``pending`` items are not."""
+    status = item.get("status")
+    if status in _NOT_TERMINAL:
+        return False
+    return status == SUCCESS or any(item.get(name) for name in OUTPUT_FIELDS.values())
 
 
 class MalformedResponse(ValueError):

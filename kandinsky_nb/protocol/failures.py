@@ -22,21 +22,23 @@ from ..errors import (
     TaskError,
 )
 from ..types import WireError
-from .policy import CONFLICT_CODE, code_category
+from .policy import CATEGORY_STATUS, CONFLICT_CODE, code_category, status_category
 
 __all__ = [
     "connection_error",
     "malformed_response_error",
-    "redact",
     "status_error",
     "task_error",
 ]
 
-_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
-    401: AuthenticationError,
-    402: InsufficientCreditsError,
-    403: PermissionDeniedError,
-    429: RateLimitError,
+# The exception class of each category that has its own HTTP status (policy.CATEGORY_STATUS), whichever way the
+# server reports it: as the status of the answer, or as the code of one task's error.
+_CATEGORY_CLASSES: dict[str, type[APIStatusError]] = {
+    "auth": AuthenticationError,
+    "permission": PermissionDeniedError,
+    "quota": InsufficientCreditsError,
+    "rateLimit": RateLimitError,
+    "serverError": ServerError,
 }
 
 _FIXES = {
@@ -54,13 +56,6 @@ _FIXES = {
 }
 
 
-def redact(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of the secret replaced by ``***`` (servers sometimes echo what they got)."""
-    if not secret:
-        return text
-    return text.replace(secret, "***")
-
-
 def _describe(error: WireError) -> str:
     parts = [f"code={error.code!r}"] if error.code else []
     if error.parameter:
@@ -75,15 +70,10 @@ def status_error(
     status: int, errors: list[WireError], *, body: Any = None, task_uuid: str | None = None
 ) -> APIStatusError:
     """The exception for an HTTP error status, carrying the server's first error (code, message, parameter)."""
-    cls = _STATUS_CLASSES.get(status) or (ServerError if status >= 500 else APIStatusError)
     first = errors[0] if errors else WireError()
-    category = {
-        AuthenticationError: "auth",
-        PermissionDeniedError: "permission",
-        InsufficientCreditsError: "quota",
-        RateLimitError: "rateLimit",
-        ServerError: "serverError",
-    }.get(cls, code_category(first.code))
+    said_by_status = status_category(status)
+    cls = _CATEGORY_CLASSES.get(said_by_status, APIStatusError) if said_by_status else APIStatusError
+    category = said_by_status or code_category(first.code)
     what = _describe(first) if errors else "no error details in the body"
     message = f"HTTP {status} from the Runware server: {what}. {_FIXES[category]}"
     return cls(
@@ -113,12 +103,10 @@ def task_error(errors: list[WireError], *, task_uuid: str, status: int | None = 
     else:
         fix = _FIXES[category]
     message = f"Task {task_uuid} failed: {_describe(first)}{others}. {fix}"
-    status_class = {"auth": AuthenticationError, "permission": PermissionDeniedError, "quota": InsufficientCreditsError}
-    if category in status_class:
-        default_status = {"auth": 401, "permission": 403, "quota": 402}[category]
-        return status_class[category](
+    if category in ("auth", "permission", "quota"):
+        return _CATEGORY_CLASSES[category](
             message,
-            status_code=status if status and status >= 400 else default_status,
+            status_code=status if status and status >= 400 else CATEGORY_STATUS[category],
             body=[e.model_dump(exclude_none=True) for e in errors],
             code=first.code,
             parameter=first.parameter,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import random
 import time
 from collections.abc import Callable, Generator, Mapping, MutableMapping, Sequence
@@ -25,10 +26,10 @@ from typing import Any, Literal
 
 import pydantic
 
+from .._media import sniff_format
 from ..errors import APIError, KandinskyNBError, PollTimeoutError, ResponseValidationError
 from ..types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult, WireError
-from ..types.images import sniff_format
-from .envelope import Envelope, MalformedResponse, parse_envelope
+from .envelope import OUTPUT_FIELDS, Envelope, MalformedResponse, is_terminal_item, parse_envelope
 from .failures import connection_error, malformed_response_error, status_error, task_error
 from .policy import (
     CONFLICT_CODE,
@@ -55,7 +56,6 @@ __all__ = [
     "classify",
     "conversation",
     "decode_inline_image",
-    "is_terminal_item",
 ]
 
 
@@ -161,8 +161,6 @@ def classify(outcome: Outcome, *, task_uuid: str | None = None) -> Verdict:
 
 
 def _json_or_none(content: bytes) -> Any:
-    import json
-
     try:
         return json.loads(content)
     except (ValueError, UnicodeDecodeError):
@@ -170,21 +168,8 @@ def _json_or_none(content: bytes) -> Any:
 
 
 # -- result items ------------------------------------------------------------------------------------------------
-_OUTPUT_FIELDS = ("imageURL", "imageBase64Data", "imageDataURI")
-_NOT_TERMINAL = frozenset({"processing", "pending", "queued", "running"})
-
-
-def is_terminal_item(item: Mapping[str, Any]) -> bool:
-    """A finished image: status ``success``, or an image payload with no non-terminal status. ACKs and
-    ``processing``/``pending`` items are not."""
-    status = item.get("status")
-    if status in _NOT_TERMINAL:
-        return False
-    return status == "success" or any(item.get(name) for name in _OUTPUT_FIELDS)
-
-
 def _item_key(item: Mapping[str, Any]) -> str:
-    for name in ("imageUUID", *_OUTPUT_FIELDS):
+    for name in ("imageUUID", *OUTPUT_FIELDS.values()):
         value = item.get(name)
         if isinstance(value, str) and value:
             return f"{name}:{value}"

@@ -11,18 +11,24 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from ..errors import ConfigurationError
+
 __all__ = [
+    "CATEGORY_STATUS",
     "CONFLICT_CODE",
     "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_POLL_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "RETRYABLE_STATUS",
+    "TASK_NOT_FOUND_CODE",
     "RetryPolicy",
     "code_category",
     "is_not_found_code",
     "is_retryable_code",
     "is_retryable_status",
+    "status_category",
+    "status_for_code",
 ]
 
 DEFAULT_TIMEOUT = 120.0  # seconds per HTTP call; a sync Kandinsky generation on the cloud takes a few seconds
@@ -31,6 +37,7 @@ DEFAULT_POLL_TIMEOUT = 600.0  # seconds an async task is polled before PollTimeo
 DEFAULT_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # a 1408x640 PNG is ~2 MB; anything near this is not an image
 
 CONFLICT_CODE = "conflictTaskUUID"
+TASK_NOT_FOUND_CODE = "taskNotFound"
 
 # Request timeout, queue full, and every server-side failure are transient (the cloud's rate-limit page says so).
 RETRYABLE_STATUS = frozenset({408, 429})
@@ -57,6 +64,7 @@ _EXACT: dict[str, str] = {
     "inferenceRateLimitExceeded": "rateLimit",
     "providerRateLimitExceeded": "rateLimit",
     "inferenceRateLimitRequestTooLarge": "validation",
+    "payloadTooLarge": "validation",
     "contentPolicyViolation": "safety",
     "providerContentPolicyViolation": "safety",
     "sensitiveContentDetected": "safety",
@@ -75,7 +83,7 @@ _EXACT: dict[str, str] = {
     "modelNotReady": "provider",
     "modelDisabled": "notFound",
     "modelNotFound": "notFound",
-    "taskNotFound": "notFound",
+    TASK_NOT_FOUND_CODE: "notFound",
     "mediaNotFound": "notFound",
     "taskExpired": "notFound",
     "mediaExpired": "notFound",
@@ -128,7 +136,40 @@ def is_retryable_code(code: str | None) -> bool:
 
 def is_not_found_code(code: str | None) -> bool:
     """Whether ``getResponse`` says the server has no (or no longer any) record of the task."""
-    return code in {"taskNotFound", "taskFailedOrNotFound", "taskExpired"}
+    return code in {TASK_NOT_FOUND_CODE, "taskFailedOrNotFound", "taskExpired"}
+
+
+# The HTTP status each category of code stands for. Both roles read this one table: the server answers an error with
+# its category's status, and the client maps a status back to the category (and so to the exception class).
+CATEGORY_STATUS: dict[str, int] = {
+    "auth": 401,
+    "quota": 402,
+    "permission": 403,
+    "notFound": 404,
+    "rateLimit": 429,
+    "serverError": 500,
+    "provider": 500,
+}
+# Codes whose status is not their category's (validation errors are 400 unless named here).
+_CODE_STATUS: dict[str, int] = {"payloadTooLarge": 413}
+_STATUS_CATEGORY: dict[int, str] = {
+    status: category for category, status in CATEGORY_STATUS.items() if category not in ("serverError", "provider")
+}
+
+
+def status_for_code(code: str | None) -> int:
+    """The HTTP status a server answers with when ``code`` is the only error of the answer."""
+    if code in _CODE_STATUS:
+        return _CODE_STATUS[code]
+    return CATEGORY_STATUS.get(code_category(code), 400)
+
+
+def status_category(status: int) -> str | None:
+    """The category an HTTP error status stands for on its own (every 5xx is a server error); None when the status
+    says nothing more than "bad request", so the error code decides."""
+    if status >= 500:
+        return "serverError"
+    return _STATUS_CATEGORY.get(status)
 
 
 @dataclass(frozen=True)
@@ -146,7 +187,10 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
-            raise ValueError("max_retries must be 0 (no retries) or more")
+            raise ConfigurationError(
+                f"RetryPolicy(max_retries={self.max_retries!r}) is invalid: it counts retries after the first try. "
+                "Pass 0 to disable retries, or a positive number."
+            )
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         ceiling = min(self.initial_delay * 2 ** max(attempt - 1, 0), self.max_delay)

@@ -5,18 +5,19 @@ Everything here is pure: no I/O, no clock, no randomness except the UUIDs a new 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from .._media import data_uri
 from ..types import ImageInferenceRequest, ImageRef
-from ..types.images import sniff_format
 
 __all__ = [
-    "IMAGE_INPUT_FIELDS",
-    "authentication_task",
+    "AUTHENTICATION",
+    "GET_RESPONSE",
+    "IMAGE_UPLOAD",
+    "PING",
     "content_hash",
     "image_upload_task",
     "images_to_upload",
@@ -24,7 +25,11 @@ __all__ = [
     "poll_task",
 ]
 
-IMAGE_INPUT_FIELDS = ("seedImage", "referenceImages")
+# Task types besides imageInference (spec.TASK_TYPE): the client sends the first two, the server answers all four.
+IMAGE_UPLOAD = "imageUpload"
+GET_RESPONSE = "getResponse"
+AUTHENTICATION = "authentication"
+PING = "ping"
 
 
 def content_hash(data: bytes) -> str:
@@ -80,19 +85,9 @@ def _image_refs(request: ImageInferenceRequest) -> list[ImageRef]:
 
 def image_upload_task(data: bytes, task_uuid: str | None = None) -> dict[str, Any]:
     """An ``imageUpload`` task carrying the image as a data URI."""
-    fmt = sniff_format(data) or "png"
-    return {
-        "taskType": "imageUpload",
-        "taskUUID": task_uuid or str(uuid.uuid4()),
-        "image": f"data:image/{fmt};base64," + base64.b64encode(data).decode("ascii"),
-    }
+    return {"taskType": IMAGE_UPLOAD, "taskUUID": task_uuid or str(uuid.uuid4()), "image": data_uri(data)}
 
 
 def poll_task(task_uuid: str) -> dict[str, Any]:
     """A ``getResponse`` task: asks for the current (cumulative) state of an earlier task."""
-    return {"taskType": "getResponse", "taskUUID": task_uuid}
-
-
-def authentication_task(api_key: str) -> dict[str, Any]:
-    """The payload form of authentication (the toolkit itself authenticates with the Bearer header)."""
-    return {"taskType": "authentication", "apiKey": api_key}
+    return {"taskType": GET_RESPONSE, "taskUUID": task_uuid}

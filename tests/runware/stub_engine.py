@@ -1,4 +1,4 @@
-"""A fast, controllable engine for protocol tests: it implements the Backend protocol and makes real (tiny) images.
+"""A fast, controllable engine for protocol tests: a Backend and makes real (tiny) images.
 
 Protocol tests are about the wire, not the model; the end-to-end tests use the real local engine on demo weights.
 """
@@ -13,16 +13,16 @@ import uuid
 
 from PIL import Image
 
+from kandinsky_nb.backends.base import Backend
 from kandinsky_nb.types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult
 
 _PIL_FORMATS = {"JPG": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
 
 
-class StubEngine:
+class StubEngine(Backend):
     """Makes ``numberResults`` 16x16 images in the request's outputFormat after ``delay`` seconds."""
 
     name = "stub"
-    demo = False
 
     def __init__(self, delay: float = 0.0, *, demo: bool = False) -> None:
         self.delay = delay
@@ -56,12 +56,3 @@ class StubEngine:
         await asyncio.sleep(self.delay)
         images = self._images(request)
         return Generation(request, images, self.name, time.monotonic() - started, demo=self.demo)
-
-    async def aresume(self, request: ImageInferenceRequest) -> Generation | None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -239,8 +240,9 @@ def test_results_go_to_the_webhook_and_the_upload_endpoint(server):
 def test_an_image_url_expires_with_its_ttl(server, state):
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4), "red").save(buffer, format="PNG")
-    kept = state.store_image(buffer.getvalue(), ttl=60)
-    gone = state.store_image(buffer.getvalue(), ttl=0.05)
+    kept, gone = str(uuid.uuid4()), str(uuid.uuid4())
+    asyncio.run(state.store.save_image(kept, buffer.getvalue(), ttl=60))
+    asyncio.run(state.store.save_image(gone, buffer.getvalue(), ttl=0.05))
     time.sleep(0.1)
     assert httpx.get(f"{server.url}/images/{kept}.png").headers["content-type"] == "image/png"
     expired = httpx.get(f"{server.url}/images/{gone}.png")
