@@ -118,3 +118,25 @@ __all__ = [
     "show_generation",
     "spec",
 ]
+
+
+# -- Jupyter hooks: each imports kandinsky_nb.jupyter only when Jupyter or IPython calls it -----------------------
+def _jupyter_server_extension_points() -> list[dict[str, object]]:
+    """Found by jupyter_server (enabled by the config file the wheel installs): the read-only run-log API."""
+    from .jupyter import server_extension_points
+
+    return server_extension_points()
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Found by JupyterLab for a development install; a wheel installs the same files under share/jupyter."""
+    from .jupyter import labextension_paths
+
+    return labextension_paths()
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext kandinsky_nb``: the ``%knb`` and ``%%knb`` magics."""
+    from .jupyter import load_ipython_extension as load
+
+    load(ipython)
