@@ -15,7 +15,7 @@ import ipywidgets as widgets
 from .. import spec
 from ..html import html_from_error
 
-__all__ = ["ErrorArea", "css", "run_in_background", "session_or_default"]
+__all__ = ["ErrorArea", "css", "limit_slider", "number_box", "run_in_background", "session_or_default"]
 
 T = TypeVar("T")
 
@@ -102,8 +102,19 @@ def session_or_default(session: Any) -> Any:
     return Session()
 
 
-def limit_slider(key: str, description: str, *, value: float | None = None) -> widgets.Widget:
-    """A slider whose range, step and default come from ``spec.LIMITS[key]``."""
+def number_box(key: str) -> widgets.Widget:
+    """A number box for a limited value, without bounds of its own: a slider clamps what is typed silently (12 becomes
+    10), while a value typed here reaches the form as typed and the panel says what is allowed next to it."""
+    limit = spec.LIMITS[key]
+    kind = widgets.IntText if limit.integer else widgets.FloatText
+    start = limit.default if limit.default is not None else limit.minimum
+    step = limit.step or (1 if limit.integer else 0.01)
+    return kind(value=start, step=step, layout=widgets.Layout(width="76px", min_width="64px"), tooltip=limit.describe())
+
+
+def limit_slider(key: str, description: str, *, value: float | None = None, readout: bool = True) -> widgets.Widget:
+    """A slider whose range, step and default come from ``spec.LIMITS[key]`` (``readout=False`` when a
+    :func:`number_box` shows and takes the value)."""
     limit = spec.LIMITS[key]
     assert limit.maximum is not None, f"{key} has no upper bound; a slider needs one"
     start = limit.default if value is None else value
@@ -116,6 +127,7 @@ def limit_slider(key: str, description: str, *, value: float | None = None) -> w
             step=int(limit.step or 1),
             description=description,
             continuous_update=False,
+            readout=readout,
             style=style,
             tooltip=limit.describe(),
         )
@@ -126,6 +138,7 @@ def limit_slider(key: str, description: str, *, value: float | None = None) -> w
         step=float(limit.step or 0.01),
         description=description,
         readout_format=".2f",
+        readout=readout,
         continuous_update=False,
         style=style,
         tooltip=limit.describe(),

@@ -22,7 +22,7 @@ from ..errors import FieldProblem, UnsupportedByEngineError
 from ..html import STYLE, format_seconds, format_usd, html_from_problems, html_from_request_json, thumbnail
 from ..types import Generation, ImageInferenceRequest
 from . import state as st
-from ._common import ErrorArea, css, limit_slider, run_in_background, session_or_default
+from ._common import ErrorArea, css, limit_slider, number_box, run_in_background, session_or_default
 from .binding import FormBinding
 
 __all__ = ["GeneratePanel", "local_scheduler_notes"]
@@ -77,6 +77,9 @@ def local_scheduler_notes() -> dict[str, str]:
         return {}
     return {name: choice.note for name, choice in LOCAL_SCHEDULERS.items() if not choice.supported}
 
+
+# Sliders of limited numbers; each gets a number box that shows and takes the exact value.
+_SLIDERS = ("steps", "CFGScale", "numberResults", "outputQuality", "strength")
 
 # Controls whose widget value is the state field of the same name, as is (the rest need a conversion).
 _PLAIN_CONTROLS = (
@@ -205,6 +208,8 @@ class GeneratePanel(widgets.VBox):
         return label
 
     def _with_problems(self, key: str, *parts: widgets.Widget) -> widgets.VBox:
+        if key in self.number_boxes:
+            parts = (parts[0], self.number_boxes[key], *parts[1:])
         row = parts[0] if len(parts) == 1 else widgets.HBox(list(parts))
         return widgets.VBox([row, self._problem_label(key)])
 
@@ -236,8 +241,8 @@ class GeneratePanel(widgets.VBox):
                 options=[(f"{s.label} — {s}", s.label) for s in spec.SIZES], description="Size", style=_STYLE
             ),
         )
-        self._add("steps", limit_slider("steps", "Steps"))
-        self._add("CFGScale", limit_slider("CFGScale", "CFG scale"))
+        self._add("steps", limit_slider("steps", "Steps", readout=False))
+        self._add("CFGScale", limit_slider("CFGScale", "CFG scale", readout=False))
         self._add(
             "scheduler", widgets.Dropdown(options=self._scheduler_options(), description="Scheduler", style=_STYLE)
         )
@@ -258,7 +263,7 @@ class GeneratePanel(widgets.VBox):
             "knb-dice",
         )
         self.dice_button.on_click(self.errors.guard("Random seed")(lambda _b: self.draw_seed()))
-        self._add("numberResults", limit_slider("numberResults", "Images"))
+        self._add("numberResults", limit_slider("numberResults", "Images", readout=False))
         # Output & API options.
         self._add(
             "outputType", widgets.Dropdown(options=list(spec.OUTPUT_TYPES), description="outputType", style=_STYLE)
@@ -267,7 +272,7 @@ class GeneratePanel(widgets.VBox):
             "outputFormat",
             widgets.Dropdown(options=list(spec.OUTPUT_FORMATS), description="outputFormat", style=_STYLE),
         )
-        self._add("outputQuality", limit_slider("outputQuality", "outputQuality"))
+        self._add("outputQuality", limit_slider("outputQuality", "outputQuality", readout=False))
         self._add("includeCost", widgets.Checkbox(description="includeCost (report cost per image)", indent=False))
         self._add(
             "deliveryMethod",
@@ -322,16 +327,22 @@ class GeneratePanel(widgets.VBox):
         self.seed_image_preview = css(widgets.HTML(""), "knb-seed-image-preview")
         self.clear_image_button = css(widgets.Button(description="Remove images", icon="times"), "knb-clear-image")
         self.clear_image_button.on_click(self.errors.guard("Remove image")(self._on_clear_image))
-        self._add("strength", limit_slider("strength", "strength"))
+        self._add("strength", limit_slider("strength", "strength", readout=False))
         self._add(
             "referenceImages", widgets.FileUpload(accept="image/*", multiple=True, description="Reference images")
         )
+        # Each slider has a number box beside it that takes any typed value (see number_box).
+        self.number_boxes: dict[str, widgets.Widget] = {
+            key: css(number_box(key), "knb-number", f"knb-number-{key}") for key in _SLIDERS
+        }
         self._bind_controls()
 
     def _bind_controls(self) -> None:
         c, bind = self.controls, self.binding
         for key in _PLAIN_CONTROLS:
             bind.attribute(c[key], key)
+        for key, box in self.number_boxes.items():
+            bind.attribute(box, key)
         bind.attribute(c["scheduler"], "scheduler", to_widget=_to_choice, from_widget=_from_choice)
         bind.attribute(c["safety.checkContent"], "checkContent")
         bind.attribute(c["safety.mode"], "safetyMode", to_widget=_to_choice, from_widget=_from_choice)
@@ -533,7 +544,7 @@ class GeneratePanel(widgets.VBox):
                 key
             ].value = f'<span class="{"knb-over" if over else "knb-muted"}">{length} / {high} characters</span>'
         c["seed"].disabled = s.random_seed
-        c["strength"].disabled = s.seedImage is None
+        c["strength"].disabled = self.number_boxes["strength"].disabled = s.seedImage is None
         c["safety.mode"].disabled = False
         for knob, box in self._knob_boxes.items():
             relevant = s.cache is not None and (knob in st.CACHE_WINDOW_KNOBS or knob in spec.CACHE_FAMILIES[s.cache])

@@ -291,3 +291,20 @@ def test_a_fresh_panel_shows_each_problem_once():
     shown = _all_html(panel)
     assert shown.count(html.escape(str(problem))) == 1, shown
     assert "once the form is valid" in panel.json_preview.value
+
+
+@pytest.mark.parametrize(("key", "typed"), [("CFGScale", 12.0), ("steps", 5)])
+def test_a_value_out_of_range_is_said_not_clamped(key, typed):
+    panel = GeneratePanel()
+    panel.update(positivePrompt="a red fox in snow")
+    limit = spec.LIMITS[key]
+    panel.number_boxes[key].value = typed  # what a person types next to the slider
+    assert getattr(panel.state, key) == typed  # kept as typed, not clamped
+    assert panel.request is None and panel.generate_button.disabled
+    shown = panel._problem_labels[key].value
+    assert f"{typed:g}" in shown and f"{limit.maximum:g}" in shown and f"{limit.minimum:g}" in shown, shown
+    assert panel.number_boxes[key].value == typed  # the box still shows what was typed
+    # Moving the slider (always in range) fixes it, and the box follows.
+    panel.controls[key].value = limit.default
+    assert panel.request is not None and panel.number_boxes[key].value == limit.default
+    assert panel._problem_labels[key].value == ""
