@@ -27,9 +27,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from kandinsky_nb.engine import Session
+from kandinsky_nb.backends.base import Backend
 from kandinsky_nb.runlog import RunLog
-from kandinsky_nb.runlog.store import _INSERT_SQL, _UPSERT_COLUMNS
+from kandinsky_nb.runlog.migrations import migrate
+from kandinsky_nb.session import Session
 from kandinsky_nb.types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult
 
 
@@ -45,11 +46,10 @@ def generation(request: ImageInferenceRequest) -> Generation:
     return Generation(request, [GeneratedImage(result, png(seed))], "bench", 0.001)
 
 
-class PngEngine:
+class PngEngine(Backend):
     """An in-process engine for the memory figure: a 64x64 PNG per request, no model."""
 
     name = "bench"
-    demo = False
 
     def generate(self, request: ImageInferenceRequest) -> Generation:
         return generation(request)
@@ -57,14 +57,17 @@ class PngEngine:
     async def agenerate(self, request: ImageInferenceRequest) -> Generation:
         return generation(request)
 
-    async def aresume(self, request: ImageInferenceRequest) -> Generation | None:
-        return None
 
-    def close(self) -> None:
-        pass
+def run_columns(db: sqlite3.Connection) -> list[str]:
+    """The ``runs`` columns as the migrations built them (the id is the database's to give)."""
+    return [row[1] for row in db.execute("PRAGMA table_info(runs)") if row[1] != "id"]
 
-    async def aclose(self) -> None:
-        pass
+
+def insert_sql(columns: list[str]) -> str:
+    """A plain INSERT of one ``runs`` row from a dict of column values: the baseline the run log's upsert is timed
+    against, and the benchmark's bulk loader."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    return f"INSERT INTO runs ({names}) VALUES ({', '.join(f':{c}' for c in columns)})"
 
 
 def rss_mib() -> float:
@@ -91,22 +94,34 @@ def bench_append(folder: Path, count: int) -> None:
     bare = sqlite3.connect(folder / "bare.db", isolation_level=None)
     bare.execute("PRAGMA journal_mode = WAL")
     bare.execute("PRAGMA synchronous = NORMAL")
-    bare.execute(f"CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, {', '.join(_UPSERT_COLUMNS)})")
-    row = [None] * len(_UPSERT_COLUMNS)
+    migrate(bare)  # the same table and indexes as the run log's
+    columns = run_columns(bare)
+    insert = insert_sql(columns)
+    row: dict[str, object] = dict.fromkeys(columns)
+    row.update(  # the NOT NULL columns of a submitted row
+        status="submitted",
+        engine="bench",
+        demo=0,
+        model="runware:kandinsky-5.0-image-lite@1",
+        result_index=0,
+        number_results=1,
+        created_utc="2026-11-25T12:00:00",
+        request_json="{}",
+    )
     started = time.perf_counter()
     for i in range(count):
-        row[_UPSERT_COLUMNS.index("task_uuid")] = str(i)
+        row["task_uuid"] = str(i)
         bare.execute("BEGIN IMMEDIATE")
-        bare.execute(_INSERT_SQL, row)
+        bare.execute(insert, row)
         bare.execute("COMMIT")
     bare_seconds = time.perf_counter() - started
     # The same work in SQL as RunLog does per image: insert the submitted row, then update it in a second transaction.
     update = "UPDATE runs SET status = 'ok' WHERE task_uuid = ?"
     started = time.perf_counter()
     for i in range(count):
-        row[_UPSERT_COLUMNS.index("task_uuid")] = f"two-{i}"
+        row["task_uuid"] = f"two-{i}"
         bare.execute("BEGIN IMMEDIATE")
-        bare.execute(_INSERT_SQL, row)
+        bare.execute(insert, row)
         bare.execute("COMMIT")
         bare.execute("BEGIN IMMEDIATE")
         bare.execute(update, (f"two-{i}",))
@@ -128,42 +143,43 @@ def bench_dataframe(folder: Path, rows: int) -> None:
     log = RunLog(folder / "big")
     template = ImageInferenceRequest(positivePrompt="a red fox in snow, oil painting", steps=28, CFGScale=7.5, seed=1)
     wire = json.dumps(template.to_wire())
-    index = {c: i for i, c in enumerate(_UPSERT_COLUMNS)}
+    columns = run_columns(log._db)
     batch = []
     for i in range(rows):
-        row = [None] * len(_UPSERT_COLUMNS)
-        for name, value in {
-            "created_utc": "2026-11-25T12:00:00.000000+00:00",
-            "finished_utc": "2026-11-25T12:00:01.000000+00:00",
-            "status": "ok",
-            "engine": "runware",
-            "demo": 0,
-            "model": template.model,
-            "task_uuid": str(uuid.uuid4()),
-            "result_index": 0,
-            "number_results": 1,
-            "prompt": template.positivePrompt,
-            "width": 1024,
-            "height": 1024,
-            "steps": 10 + i % 40,
-            "CFGScale": 7.5,
-            "scheduler": "Euler",
-            "seed": i,
-            "latency_s": 3.2,
-            "cost_usd": 0.0077,
-            "image_path": f"images/ab/{i:064x}.jpg",
-            "image_sha256": f"{i:064x}",
-            "sweep_id": f"s{i // 1000}",
-            "sweep_cell": json.dumps({"seed": i}),
-            "request_json": wire,
-            "response_json": "{}",
-            "toolkit_version": "0.1.0",
-        }.items():
-            row[index[name]] = value
+        row = dict.fromkeys(columns)
+        row.update(
+            {
+                "created_utc": "2026-11-25T12:00:00.000000+00:00",
+                "finished_utc": "2026-11-25T12:00:01.000000+00:00",
+                "status": "ok",
+                "engine": "runware",
+                "demo": 0,
+                "model": template.model,
+                "task_uuid": str(uuid.uuid4()),
+                "result_index": 0,
+                "number_results": 1,
+                "prompt": template.positivePrompt,
+                "width": 1024,
+                "height": 1024,
+                "steps": 10 + i % 40,
+                "CFGScale": 7.5,
+                "scheduler": "Euler",
+                "seed": i,
+                "latency_s": 3.2,
+                "cost_usd": 0.0077,
+                "image_path": f"images/ab/{i:064x}.jpg",
+                "image_sha256": f"{i:064x}",
+                "sweep_id": f"s{i // 1000}",
+                "sweep_cell": json.dumps({"seed": i}),
+                "request_json": wire,
+                "response_json": "{}",
+                "toolkit_version": "0.1.0",
+            }
+        )
         batch.append(row)
     with log._lock:  # bulk load for the benchmark only
         log._db.execute("BEGIN")
-        log._db.executemany(_INSERT_SQL, batch)
+        log._db.executemany(insert_sql(columns), batch)
         log._db.execute("COMMIT")
     del batch
     gc.collect()

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import spec
-from ..engine.pricing import LinearModel, fit_linear, list_price
+from ..planning import pricing
+from ..planning.pricing import LinearModel, list_price
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,10 +36,6 @@ def _ok(frame: pd.DataFrame, engine: str | None = None) -> pd.DataFrame:
     return rows if engine is None else rows[rows["engine"] == engine]
 
 
-def _mp_steps(frame: pd.DataFrame) -> pd.Series:
-    return frame["width"] * frame["height"] / 1_000_000 * frame["steps"]
-
-
 def list_price_for(frame: pd.DataFrame) -> pd.Series:
     """The list price of each row's image (:func:`kandinsky_nb.spec.list_price_estimate` per image)."""
     return frame.apply(lambda r: spec.list_price_estimate(int(r["width"]), int(r["height"]), int(r["steps"])), axis=1)
@@ -48,15 +45,13 @@ def fit_cost(frame: pd.DataFrame, engine: str | None = None, *, intercept: bool 
     """Least squares of logged cost per image on megapixel-steps (``cost = rate * MP * steps + base``), with R² and
     MAPE. ``engine`` limits the fit to one engine (cloud and local costs do not mix)."""
     rows = _ok(frame, engine)
-    rows = rows[rows["cost_usd"].notna()]
-    return fit_linear(_mp_steps(rows), rows["cost_usd"], intercept=intercept)
+    return pricing.fit_cost(rows["width"], rows["height"], rows["steps"], rows["cost_usd"], intercept=intercept)
 
 
 def fit_latency(frame: pd.DataFrame, engine: str | None = None) -> LinearModel:
     """The same fit for latency per image, in seconds."""
     rows = _ok(frame, engine)
-    rows = rows[rows["latency_s"].notna()]
-    return fit_linear(_mp_steps(rows), rows["latency_s"] / rows["number_results"].clip(lower=1), what="latency_s")
+    return pricing.fit_latency(rows["width"], rows["height"], rows["steps"], rows["latency_s"], rows["number_results"])
 
 
 def spend_by(frame: pd.DataFrame, by: str = "sweep_id") -> pd.DataFrame:

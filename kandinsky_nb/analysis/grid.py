@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..engine.sweep import resolve_axis
 from ..errors import SweepError
+from ..planning.axes import resolve_axis
 from ..runlog.store import UNANSWERED
 
 if TYPE_CHECKING:

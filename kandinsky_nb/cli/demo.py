@@ -27,8 +27,8 @@ def command(home: Path | None, out: Path | None) -> None:
     whole path (validation, run log, sweep, resume, grid, cost), not the model. Run it again and every cell is
     skipped as already done."""
     from .. import settings
-    from ..engine import Session
     from ..errors import KandinskyNBError
+    from ..session import Session
     from ._common import run_sweep_and_report
 
     click.echo("kandinsky-nb demo: offline demo weights (tiny random model); images are noise")

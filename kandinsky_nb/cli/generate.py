@@ -7,9 +7,8 @@ from pathlib import Path
 import click
 
 from .. import spec
+from .._media import output_format_extension
 from ._common import home_option
-
-_EXTENSIONS = {"JPG": "jpg", "PNG": "png", "WEBP": "webp"}
 
 
 @click.command("generate")
@@ -57,8 +56,8 @@ def command(
     home: Path | None,
 ) -> None:
     """Generate images for PROMPT and write them to --out (one file per image)."""
-    from ..engine import Session, open_backend
     from ..errors import KandinskyNBError
+    from ..session import Session, open_backend
 
     fields = {
         "negativePrompt": negative_prompt,
@@ -76,20 +75,14 @@ def command(
     if weights is not None and engine not in (None, "local"):
         raise click.UsageError("--weights applies to the local engine only; drop --engine or use --engine local")
     try:
-        if engine == "runware":
-            from ..backends.runware import RunwareBackend  # the cloud engine loads only when asked for
-
-            backend = RunwareBackend()
-        elif weights is not None or engine == "local":
-            backend = open_backend("local", weights=weights)
-        else:
-            backend = open_backend(engine, home=home)
-        with Session(backend, home=home) as session:
+        # --weights is an option of the local engine; any other choice (or none) is the Session's to make.
+        chosen = open_backend("local", weights=weights) if weights is not None else engine
+        with Session(chosen, home=home) as session:
             generation = session.generate(prompt, **fields)
     except KandinskyNBError as exc:
         raise click.ClickException(str(exc)) from exc
     out.mkdir(parents=True, exist_ok=True)
-    extension = _EXTENSIONS[output_format]
+    extension = output_format_extension(output_format)
     for image in generation.images:
         path = out / f"k5-{image.seed}-{(image.image_uuid or '')[:8]}.{extension}"
         path.write_bytes(image.data)

@@ -49,8 +49,8 @@ def command(
     estimate_only: bool,
 ) -> None:
     """Sweep PROMPT over steps x CFG x scheduler x seed x size; write the grid and the rows."""
-    from ..engine import Session
     from ..errors import KandinskyNBError
+    from ..session import Session
     from ._common import run_sweep_and_report
 
     axes = {"steps": steps, "CFGScale": cfg, "scheduler": scheduler, "seed": seed, "size": size}

@@ -1,28 +1,54 @@
-"""What a run costs before it runs: the list price, or a linear model fitted to the costs already logged.
+"""What a run costs and takes before it runs: the list price, and THE one cost/latency model.
 
 Runware bills hosted open models by compute time, which grows with pixels and steps, so the model is
-``cost = rate * megapixel_steps + base`` per image, fitted by least squares. The fit says how good it is (R², MAPE)
-and is used only when it has enough points; otherwise the list price (:func:`kandinsky_nb.spec.list_price_estimate`)
-stands. The same form fits latency, for time estimates.
+``value = rate * megapixel_steps + base`` per image, fitted by least squares to the runs already logged; the same form
+fits latency, for time estimates. A fit says how good it is (R², MAPE) and is used only when it has enough points;
+otherwise the list price (:func:`kandinsky_nb.spec.list_price_estimate`) stands and the time is unknown.
+
+Everything that prices a request calls this module: the Session (:meth:`Session.cost_model`), the analysis
+(``fit_cost``/``fit_latency`` over a DataFrame) and the panels (:func:`estimate`), so an estimate shown in a panel is
+the figure the budget reserves.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .. import spec
 from ..types import ImageInferenceRequest
+from .estimates import Estimate
 
-__all__ = ["LinearModel", "fit_linear", "list_price", "megapixel_steps"]
+__all__ = [
+    "LIST_PRICE",
+    "CostModel",
+    "LinearModel",
+    "estimate",
+    "fit_cost",
+    "fit_latency",
+    "fit_linear",
+    "list_price",
+    "megapixel_steps",
+    "work_units",
+]
 
-# Fewer logged points than this and the fit is not trusted for estimates.
+# Fewer logged points than this and a fit is not trusted for estimates.
 MIN_POINTS = 3
+# Where an estimate comes from when no fit is usable.
+LIST_PRICE = "list price"
 
 
-def megapixel_steps(width: float, height: float, steps: float) -> float:
+def megapixel_steps(width: Any, height: Any, steps: Any) -> Any:
+    """Megapixels x steps: what one image's compute time (and so its price) scales with. Scalars or arrays."""
     return width * height / 1_000_000 * steps
+
+
+def work_units(request: ImageInferenceRequest) -> float:
+    """Megapixel-steps x images of a request: what its time and price scale with."""
+    steps = request.effective("steps")
+    return float(megapixel_steps(request.width, request.height, steps)) * request.effective("numberResults")
 
 
 def list_price(request: ImageInferenceRequest) -> float:
@@ -66,11 +92,7 @@ class LinearModel:
 
 
 def fit_linear(
-    x: Sequence[float] | Iterable[float],
-    y: Sequence[float] | Iterable[float],
-    *,
-    intercept: bool = True,
-    what: str = "cost_usd",
+    x: Iterable[float], y: Iterable[float], *, intercept: bool = True, what: str = "cost_usd"
 ) -> LinearModel:
     """Least squares of ``y`` on ``x`` (megapixel-steps), with R² and the mean absolute percentage error."""
     import numpy as np
@@ -91,3 +113,83 @@ def fit_linear(
     nonzero = ys != 0
     mape = float(np.mean(np.abs((ys[nonzero] - predicted[nonzero]) / ys[nonzero]))) if nonzero.any() else float("nan")
     return LinearModel(rate, base, r2, mape, len(xs), what)
+
+
+def _floats(values: Iterable[Any]) -> Any:
+    import numpy as np
+
+    return np.asarray(list(values), dtype=float)
+
+
+def fit_cost(
+    width: Iterable[float],
+    height: Iterable[float],
+    steps: Iterable[float],
+    cost_usd: Iterable[float | None],
+    *,
+    intercept: bool = True,
+) -> LinearModel:
+    """The cost model from logged images: cost per image (the run log's ``cost_usd``, one row per image) on
+    megapixel-steps. Columns of equal length; missing costs (None/NaN) are left out."""
+    x = megapixel_steps(_floats(width), _floats(height), _floats(steps))
+    return fit_linear(x, _floats(cost_usd), intercept=intercept)
+
+
+def fit_latency(
+    width: Iterable[float],
+    height: Iterable[float],
+    steps: Iterable[float],
+    latency_s: Iterable[float | None],
+    number_results: Iterable[float],
+) -> LinearModel:
+    """The latency model: seconds per image (a request's latency shared by its images) on megapixel-steps."""
+    import numpy as np
+
+    x = megapixel_steps(_floats(width), _floats(height), _floats(steps))
+    per_image = _floats(latency_s) / np.maximum(_floats(number_results), 1.0)
+    return fit_linear(x, per_image, what="latency_s")
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """THE estimate of a request's cost and time: the cost fit when usable, else the list price; the latency fit
+    when usable, else no time. ``CostModel()`` is the list price alone (nothing logged yet)."""
+
+    cost: LinearModel | None = None
+    latency: LinearModel | None = None
+    #: which runs the fits came from, for the estimate's source ("runware", "local")
+    fitted_to: str = "logged"
+
+    @classmethod
+    def fit(cls, rows: Iterable[Mapping[str, Any]], fitted_to: str = "logged") -> CostModel:
+        """Fit both models to ok rows of the run log (``width``, ``height``, ``steps``, ``number_results``,
+        ``cost_usd``, ``latency_s``); a fit with too few points is dropped, so its estimate falls back."""
+        rows = list(rows)
+        columns = {name: [row[name] for row in rows] for name in ("width", "height", "steps", "number_results")}
+        costs = [row["cost_usd"] if row["cost_usd"] is not None else math.nan for row in rows]
+        latencies = [row["latency_s"] if row["latency_s"] is not None else math.nan for row in rows]
+        cost = fit_cost(columns["width"], columns["height"], columns["steps"], costs)
+        latency = fit_latency(
+            columns["width"], columns["height"], columns["steps"], latencies, columns["number_results"]
+        )
+        return cls(cost if cost.usable else None, latency if latency.usable else None, fitted_to)
+
+    def price(self, request: ImageInferenceRequest) -> tuple[float, str]:
+        """Estimated USD for one request and where the figure comes from."""
+        if self.cost is not None and self.cost.usable:
+            return self.cost.predict_request(request), f"fitted to {self.cost.points} logged {self.fitted_to} runs"
+        return list_price(request), LIST_PRICE
+
+    def seconds(self, request: ImageInferenceRequest) -> float | None:
+        """Estimated seconds for one request, or None when no latency fit is usable."""
+        return self.latency.predict_request(request) if self.latency is not None and self.latency.usable else None
+
+    def estimate(self, request: ImageInferenceRequest) -> Estimate:
+        cost, source = self.price(request)
+        return Estimate(request.effective("numberResults"), cost, source, self.seconds(request))
+
+
+def estimate(request: ImageInferenceRequest, model: CostModel | None = None) -> Estimate:
+    """Images, cost (and its source) and seconds of one request: ``model`` (a session's ``cost_model()``) or, with
+    none, the list price. What a panel shows is what the budget will reserve."""
+    return (model or CostModel()).estimate(request)

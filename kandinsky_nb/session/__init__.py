@@ -1,24 +1,10 @@
-"""The engine layer: :class:`Session` (engine + run log + budget), sweeps, ranges and pricing."""
+"""The session layer: :class:`Session` (engine + run log + budget), engine choice, and sweeps bound to a session
+(:class:`SweepPlan` and its runners). Pure planning (axes, cells, estimates, pricing) lives in
+:mod:`kandinsky_nb.planning`."""
 
 from .budget import Budget
 from .engines import choose_engine, open_backend
-from .pricing import LinearModel, fit_linear, list_price
-from .ranges import parse_axis_values
-from .session import Estimate, Session
-from .sweep import SweepCell, SweepEstimate, SweepPlan, SweepReport
+from .plan import SweepPlan
+from .session import Session
 
-__all__ = [
-    "Budget",
-    "Estimate",
-    "LinearModel",
-    "Session",
-    "SweepCell",
-    "SweepEstimate",
-    "SweepPlan",
-    "SweepReport",
-    "choose_engine",
-    "fit_linear",
-    "list_price",
-    "open_backend",
-    "parse_axis_values",
-]
+__all__ = ["Budget", "Session", "SweepPlan", "choose_engine", "open_backend"]

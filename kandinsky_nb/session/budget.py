@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from ..errors import BudgetExceededError
+from ..errors import BudgetExceededError, ConfigurationError
 
 __all__ = ["Budget", "Reservation"]
 
@@ -37,7 +37,13 @@ class Budget:
 
     def __post_init__(self) -> None:
         if self.cap is not None and self.cap < 0:
-            raise ValueError(f"budget cap must be at least 0, not {self.cap}; use None for no cap")
+            raise ConfigurationError(
+                f"budget={self.cap!r} is not allowed: a cap is USD of at least 0; use budget=None for no cap"
+            )
+        if self.margin < 1:
+            raise ConfigurationError(
+                f"margin={self.margin!r} is not allowed: a reservation must hold at least the estimate; use 1 or more"
+            )
 
     @property
     def left(self) -> float | None:

@@ -67,4 +67,4 @@ def open_backend(
 
     if name == "local":
         return LocalBackend(**options)
-    return LocalBackend.demo(Path(settings.home_dir(home)) / "demo-weights", **options)
+    return LocalBackend.from_demo_weights(Path(settings.home_dir(home)) / "demo-weights", **options)

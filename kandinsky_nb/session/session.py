@@ -4,51 +4,36 @@ Every run goes: validate (nothing sent or spent on a bad request) -> reserve its
 ``submitted`` row (taskUUID and exact request, so a crash is recoverable) -> send -> write ``ok`` rows with the
 images, or a ``failed`` row with the error, then re-raise -> settle the budget with the real cost.
 
+One resume story: :meth:`Session.resume` takes a taskUUID (or the request) of a run the log holds as unanswered, looks
+it up on the engine by its taskUUID and logs what the engine has; only when the engine has no record of it is it sent
+again, with the same taskUUID. A task still running is never sent again.
+
 Sync methods use the engine's sync methods and async ones its async methods, so ``session.generate`` works inside a
 running Jupyter event loop (it never calls ``asyncio.run`` there) and ``await session.agenerate`` never blocks it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..backends.base import Backend
-from ..errors import APIConnectionError, PollTimeoutError, RunLogError
+from ..errors import APIConnectionError, APIError, ConfigurationError, PollTimeoutError, RunLogError, TaskError
+from ..planning import CellRef, CostModel, Estimate, SweepEstimate, build_request, design_sweep
 from ..runlog import RunLog
 from ..runlog.store import UNANSWERED
 from ..types import Generation, ImageInferenceRequest
 from .budget import Budget, Reservation
 from .engines import open_backend
-from .pricing import LinearModel, fit_linear, list_price, megapixel_steps
+from .plan import SweepPlan
 
-if TYPE_CHECKING:
-    from .sweep import SweepPlan
-
-__all__ = ["Estimate", "Session"]
+__all__ = ["Session"]
 
 DEFAULT_CONCURRENCY = 4
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """What a request or a sweep will take: images, USD (and where the figure comes from), seconds if known."""
-
-    images: int
-    cost_usd: float
-    cost_source: str
-    seconds: float | None = None
-    requests: int = 1
-
-    def __str__(self) -> str:
-        time_part = f", about {self.seconds:.0f} s" if self.seconds is not None else ""
-        return (
-            f"{self.requests} request(s), {self.images} image(s), ${self.cost_usd:.4f} ({self.cost_source}){time_part}"
-        )
 
 
 @dataclass
@@ -56,8 +41,7 @@ class _Attempt:
     request: ImageInferenceRequest
     reservation: Reservation
     started: float
-    sweep_id: str | None
-    sweep_cell: str | None
+    cell: CellRef | None
 
 
 class Session:
@@ -82,7 +66,11 @@ class Session:
         concurrency: int | None = None,
     ) -> None:
         if concurrency is not None and concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+            raise ConfigurationError(
+                f"concurrency={concurrency!r} is not allowed: it must be a whole number of at least 1; "
+                "pass concurrency=1 or more, or None for the engine's default"
+            )
+        self.budget = Budget(budget)  # checked first: a bad cap opens nothing
         self.backend: Backend = open_backend(engine, home=home, api_key=api_key, base_url=base_url)
         try:
             self.runs = RunLog(home)
@@ -93,11 +81,10 @@ class Session:
         if concurrency is None:
             # A local engine runs one pipeline call at a time: more in flight only queues (and inflates latency).
             concurrency = 1 if self.backend.name == "local" else DEFAULT_CONCURRENCY
-        self.budget = Budget(budget)
         self.concurrency = concurrency
-        self._models: dict[str, LinearModel] = {}
-        self._models_rows = -1
-        self._models_lock = threading.Lock()
+        self._cost_model = CostModel(fitted_to=self.engine)
+        self._cost_model_rows = -1
+        self._cost_model_lock = threading.Lock()
 
     # -- facts --------------------------------------------------------------------------------------------------
     @property
@@ -106,99 +93,57 @@ class Session:
 
     @property
     def demo(self) -> bool:
-        return bool(getattr(self.backend, "demo", False))
+        return self.backend.demo
 
     def __repr__(self) -> str:
         demo = ", demo weights: images are noise" if self.demo else ""
         cap = f"${self.budget.cap:.4f}" if self.budget.cap is not None else "none"
         return f"Session(engine={self.engine!r}{demo}, home={str(self.runs.home)!r}, spent=${self.budget.spent:.4f}, cap={cap})"
 
-    # -- requests -----------------------------------------------------------------------------------------------
-    @staticmethod
-    def build_request(
-        prompt: str | None = None, *, request: ImageInferenceRequest | None = None, **fields: Any
-    ) -> ImageInferenceRequest:
-        """A validated request from a prompt and wire fields, or from ``request`` with fields replaced."""
-        if prompt is not None:
-            fields["positivePrompt"] = prompt
-        if request is not None:
-            return request.replace(**fields) if fields else request
-        return ImageInferenceRequest(**fields)
-
     def check(self, request: ImageInferenceRequest) -> None:
         """Raise UnsupportedByEngineError now if this engine would refuse the request (nothing is sent)."""
-        checker = getattr(self.backend, "check", None)  # engines that can refuse valid requests (local) say so
-        if callable(checker):
-            checker(request)
+        self.backend.check(request)
 
     # -- cost and time --------------------------------------------------------------------------------------------
-    def _fitted(self) -> dict[str, LinearModel]:
-        """Cost and latency models fitted to this engine's logged runs (refitted when the log has grown)."""
-        with self._models_lock:
+    def cost_model(self) -> CostModel:
+        """The cost and latency model of this engine's logged runs (list price until enough are logged), refitted
+        when the log has grown. Every estimate the session, its sweeps and its panels show comes from it."""
+        with self._cost_model_lock:
             count = len(self.runs)
             # Refit when the log has grown by a tenth (or first use): estimates stay current without a query per run.
-            if self._models_rows < 0 or count >= self._models_rows * 1.1 + 10:
+            if self._cost_model_rows < 0 or count >= self._cost_model_rows * 1.1 + 10:
                 rows = self.runs.rows(
                     "status = 'ok' AND engine = ? AND demo = ?", (self.engine, int(self.demo)), limit=None
                 )
-                xs = [megapixel_steps(r["width"], r["height"], r["steps"]) for r in rows]
-                costed = [(x, r["cost_usd"]) for x, r in zip(xs, rows, strict=True) if r["cost_usd"] is not None]
-                self._models = {
-                    "cost": fit_linear([c[0] for c in costed], [c[1] for c in costed]),
-                    "latency": fit_linear(
-                        xs,
-                        [r["latency_s"] / max(r["number_results"], 1) for r in rows],
-                        what="latency_s",
-                    ),
-                }
-                self._models_rows = count
-            return self._models
+                self._cost_model = CostModel.fit(rows, fitted_to=self.engine)
+                self._cost_model_rows = count
+            return self._cost_model
 
-    def cost_model(self) -> LinearModel | None:
-        """The fitted cost model for this engine when the log has enough costed runs, else None (list price)."""
-        model = self._fitted()["cost"]
-        return model if model.usable else None
-
-    def price(self, request: ImageInferenceRequest) -> tuple[float, str]:
-        """Estimated USD for one request and where the figure comes from."""
-        model = self.cost_model()
-        if model is not None:
-            return model.predict_request(request), f"fitted to {model.points} logged {self.engine} runs"
-        return list_price(request), "list price"
-
-    def seconds(self, request: ImageInferenceRequest) -> float | None:
-        model = self._fitted()["latency"]
-        return model.predict_request(request) if model.usable else None
-
-    def estimate(self, what: ImageInferenceRequest | SweepPlan | None = None, /, **fields: Any) -> Any:
-        """Images, cost and time of a request (or of fields for one), or of a sweep plan (its ``estimate()``)."""
-        from .sweep import SweepPlan
-
-        if isinstance(what, SweepPlan):
+    def estimate(
+        self, what: ImageInferenceRequest | SweepPlan | None = None, /, **fields: Any
+    ) -> Estimate | SweepEstimate:
+        """Images, cost and time of a request (or of wire fields for one), or of a sweep plan (its ``estimate()``)."""
+        if isinstance(what, ImageInferenceRequest):
+            return self.cost_model().estimate(what)
+        if what is not None:
             return what.estimate()
-        request = what if isinstance(what, ImageInferenceRequest) else self.build_request(**fields)
-        cost, source = self.price(request)
-        return Estimate(request.effective("numberResults"), cost, source, self.seconds(request))
+        return self.cost_model().estimate(build_request(**fields))
 
     # -- the run lifecycle (shared by the sync and async twins) ----------------------------------------------------
-    def _begin(
-        self, request: ImageInferenceRequest, sweep_id: str | None, sweep_cell: str | None, *, reserve: bool = True
-    ) -> _Attempt:
+    def _begin(self, request: ImageInferenceRequest, cell: CellRef | None) -> _Attempt:
         self.check(request)
-        cost, _ = self.price(request)
-        reservation = self.budget.reserve(cost, "this request") if reserve else Reservation(0.0)
+        cost, _ = self.cost_model().price(request)
+        reservation = self.budget.reserve(cost, "this request")
         try:
-            self.runs.record_submitted(
-                request, engine=self.engine, demo=self.demo, sweep_id=sweep_id, sweep_cell=sweep_cell
-            )
+            self.runs.record_submitted(request, engine=self.engine, demo=self.demo, **_sweep_columns(cell))
         except BaseException:
             self.budget.release(reservation)
             raise
-        return _Attempt(request, reservation, time.perf_counter(), sweep_id, sweep_cell)
+        return _Attempt(request, reservation, time.perf_counter(), cell)
 
     def _succeed(self, attempt: _Attempt, generation: Generation) -> Generation:
         self.budget.settle(attempt.reservation, generation.cost)
-        self.runs.record_generation(generation, sweep_id=attempt.sweep_id, sweep_cell=attempt.sweep_cell)
+        self.runs.record_generation(generation, **_sweep_columns(attempt.cell))
         return generation
 
     def _fail(self, attempt: _Attempt, error: BaseException) -> None:
@@ -214,9 +159,8 @@ class Session:
                 engine=self.engine,
                 demo=self.demo,
                 latency_s=time.perf_counter() - attempt.started,
-                sweep_id=attempt.sweep_id,
-                sweep_cell=attempt.sweep_cell,
                 unanswered=unanswered,
+                **_sweep_columns(attempt.cell),
             )
         else:  # cancelled (CancelledError, KeyboardInterrupt): the answer may still come; a resume looks it up
             self.budget.settle(attempt.reservation, None)
@@ -224,34 +168,35 @@ class Session:
 
     # -- generate -----------------------------------------------------------------------------------------------
     def generate(
-        self, prompt: str | None = None, *, request: ImageInferenceRequest | None = None, **fields: Any
+        self,
+        prompt: str | None = None,
+        *,
+        request: ImageInferenceRequest | None = None,
+        cell: CellRef | None = None,
+        **fields: Any,
     ) -> Generation:
-        """Run one request on the engine and log it. Raises the engine's error after logging it as failed."""
-        return self.run_request(self.build_request(prompt, request=request, **fields))
-
-    async def agenerate(
-        self, prompt: str | None = None, *, request: ImageInferenceRequest | None = None, **fields: Any
-    ) -> Generation:
-        """The async twin of :meth:`generate`."""
-        return await self.arun_request(self.build_request(prompt, request=request, **fields))
-
-    def run_request(
-        self, request: ImageInferenceRequest, *, sweep_id: str | None = None, sweep_cell: str | None = None
-    ) -> Generation:
-        attempt = self._begin(request, sweep_id, sweep_cell)
+        """Run one request on the engine and log it (``cell``: the sweep cell it belongs to). Raises the engine's
+        error after logging it as failed."""
+        attempt = self._begin(build_request(prompt, request=request, **fields), cell)
         try:
-            generation = self.backend.generate(request)
+            generation = self.backend.generate(attempt.request)
         except BaseException as error:
             self._fail(attempt, error)
             raise
         return self._succeed(attempt, generation)
 
-    async def arun_request(
-        self, request: ImageInferenceRequest, *, sweep_id: str | None = None, sweep_cell: str | None = None
+    async def agenerate(
+        self,
+        prompt: str | None = None,
+        *,
+        request: ImageInferenceRequest | None = None,
+        cell: CellRef | None = None,
+        **fields: Any,
     ) -> Generation:
-        attempt = self._begin(request, sweep_id, sweep_cell)
+        """The async twin of :meth:`generate`."""
+        attempt = self._begin(build_request(prompt, request=request, **fields), cell)
         try:
-            generation = await self.backend.agenerate(request)
+            generation = await self.backend.agenerate(attempt.request)
         except BaseException as error:
             self._fail(attempt, error)
             raise
@@ -259,158 +204,140 @@ class Session:
 
     # -- batches ------------------------------------------------------------------------------------------------
     def _begin_many(
-        self, items: list[tuple[ImageInferenceRequest, str | None, str | None]]
-    ) -> tuple[list[Any], list[tuple[int, _Attempt]]]:
-        outcomes: list[Any] = [None] * len(items)
+        self, requests: Sequence[ImageInferenceRequest], cells: Sequence[CellRef | None] | None
+    ) -> tuple[list[Generation | Exception | None], list[tuple[int, _Attempt]]]:
+        if cells is not None and len(cells) != len(requests):
+            raise ConfigurationError(
+                f"cells has {len(cells)} entries for {len(requests)} requests; give one CellRef (or None) per request"
+            )
+        outcomes: list[Generation | Exception | None] = [None] * len(requests)
         attempts: list[tuple[int, _Attempt]] = []
-        for index, (request, sweep_id, sweep_cell) in enumerate(items):
+        for index, request in enumerate(requests):
             try:
-                attempts.append((index, self._begin(request, sweep_id, sweep_cell)))
+                attempts.append((index, self._begin(request, cells[index] if cells is not None else None)))
             except Exception as error:  # refused before sending (budget, engine check): that slot only
                 outcomes[index] = error
         return outcomes, attempts
 
-    def _finish_many(self, outcomes: list[Any], attempts: list[tuple[int, _Attempt]], results: list[Any]) -> list[Any]:
+    def _finish_many(
+        self,
+        outcomes: list[Generation | Exception | None],
+        attempts: list[tuple[int, _Attempt]],
+        results: Sequence[Generation | Exception],
+    ) -> list[Generation | Exception]:
         for (index, attempt), result in zip(attempts, results, strict=True):
             if isinstance(result, Generation):
                 outcomes[index] = self._succeed(attempt, result)
             else:
                 self._fail(attempt, result)
                 outcomes[index] = result
-        return outcomes
+        return [outcome for outcome in outcomes if outcome is not None]  # every slot is filled by now
 
-    def run_requests(
-        self, items: list[tuple[ImageInferenceRequest, str | None, str | None]]
+    def generate_many(
+        self, requests: Sequence[ImageInferenceRequest], *, cells: Sequence[CellRef | None] | None = None
     ) -> list[Generation | Exception]:
-        """Run ``(request, sweep_id, sweep_cell)`` items as ONE batch when the engine batches (``generate_many``:
-        one POST to Runware), else one after another. Each slot holds its Generation or its error (logged); an
-        error that fails the whole batch (no answer at all) is logged for every request and raised."""
-        outcomes, attempts = self._begin_many(items)
-        many = getattr(self.backend, "generate_many", None)
-        requests = [attempt.request for _, attempt in attempts]
-        results: list[Any] = []
+        """Run several requests as ONE batch where the engine batches (Runware: one POST). Each slot holds its
+        Generation or its error (logged); an error that fails the whole batch (no answer at all) is logged for
+        every request and raised. ``cells``: the sweep cell of each request, when they belong to one."""
+        outcomes, attempts = self._begin_many(requests, cells)
+        results: list[Generation | Exception] = []
         try:
-            if callable(many) and len(requests) > 1:
-                results = list(many(requests))
-            else:
-                for request in requests:
-                    try:
-                        results.append(self.backend.generate(request))
-                    except Exception as error:
-                        results.append(error)
+            if attempts:
+                results = list(self.backend.generate_many([attempt.request for _, attempt in attempts]))
         except BaseException as error:
-            done = len(results)  # the answers that came before the failure are logged as they are
-            self._finish_many(outcomes, attempts[:done], results)
-            for _, attempt in attempts[done:]:
+            for _, attempt in attempts:
                 self._fail(attempt, error)
             raise
         return self._finish_many(outcomes, attempts, results)
 
-    async def arun_requests(
-        self, items: list[tuple[ImageInferenceRequest, str | None, str | None]]
+    async def agenerate_many(
+        self, requests: Sequence[ImageInferenceRequest], *, cells: Sequence[CellRef | None] | None = None
     ) -> list[Generation | Exception]:
-        """The async twin of :meth:`run_requests` (``agenerate_many``)."""
-        outcomes, attempts = self._begin_many(items)
-        many = getattr(self.backend, "agenerate_many", None)
-        requests = [attempt.request for _, attempt in attempts]
-        results: list[Any] = []
-        try:
-            if callable(many) and len(requests) > 1:
-                results = list(await many(requests))
-            else:
-                for request in requests:
-                    try:
-                        results.append(await self.backend.agenerate(request))
-                    except Exception as error:
-                        results.append(error)
-        except BaseException as error:
-            done = len(results)  # the answers that came before the failure are logged as they are
-            self._finish_many(outcomes, attempts[:done], results)
-            for _, attempt in attempts[done:]:
-                self._fail(attempt, error)
-            raise
-        return self._finish_many(outcomes, attempts, results)
-
-    def generate_many(self, requests: list[ImageInferenceRequest]) -> list[Generation | Exception]:
-        """Run several requests as one batch where the engine batches; each slot holds its Generation or error."""
-        return self.run_requests([(request, None, None) for request in requests])
-
-    async def agenerate_many(self, requests: list[ImageInferenceRequest]) -> list[Generation | Exception]:
         """The async twin of :meth:`generate_many`."""
-        return await self.arun_requests([(request, None, None) for request in requests])
+        outcomes, attempts = self._begin_many(requests, cells)
+        results: list[Generation | Exception] = []
+        try:
+            if attempts:
+                results = list(await self.backend.agenerate_many([attempt.request for _, attempt in attempts]))
+        except BaseException as error:
+            for _, attempt in attempts:
+                self._fail(attempt, error)
+            raise
+        return self._finish_many(outcomes, attempts, results)
 
     # -- resume -------------------------------------------------------------------------------------------------
-    def _recovered(self, found: Generation, sweep_id: str | None, sweep_cell: str | None) -> Generation:
-        # Paid for when it was first sent (perhaps by another process): counted as spent, never reserved again.
-        self.budget.settle(Reservation(0.0), found.cost)
-        self.runs.record_generation(found, sweep_id=sweep_id, sweep_cell=sweep_cell)
-        return found
-
-    async def arecover(
-        self, request: ImageInferenceRequest, *, sweep_id: str | None = None, sweep_cell: str | None = None
-    ) -> Generation | None:
-        """Look a request that was sent earlier but never answered in the log up by its taskUUID, without sending
-        it again. Logs and returns what the engine has, or None when it has no record (then it is safe to send).
-        Raises PollTimeoutError when the engine has the task but it is still running (the run stays unanswered)."""
-        try:
-            found = await self.backend.aresume(request)
-        except PollTimeoutError:
-            raise  # the engine has the task and it is still running: sending it again would pay twice
-        except Exception:
-            return None  # the lookup itself failed: the caller decides whether to send again
-        return None if found is None else self._recovered(found, sweep_id, sweep_cell)
-
-    def recover(
-        self, request: ImageInferenceRequest, *, sweep_id: str | None = None, sweep_cell: str | None = None
-    ) -> Generation | None:
-        """The sync twin of :meth:`arecover`. Engines look tasks up asynchronously, so unless the engine has a sync
-        ``resume``, the lookup runs on a private event loop in a worker thread, never on a running (Jupyter) loop."""
-        resume = getattr(self.backend, "resume", None)
-        try:
-            found = resume(request) if callable(resume) else _run_in_thread(self.backend.aresume(request))
-        except PollTimeoutError:
-            raise  # still running on the engine: never send it again
-        except Exception:
-            return None
-        return None if found is None else self._recovered(found, sweep_id, sweep_cell)
-
-    async def aresume_request(
-        self, request: ImageInferenceRequest, *, sweep_id: str | None = None, sweep_cell: str | None = None
-    ) -> Generation:
-        """Recover a request by its taskUUID, or send it (same taskUUID) when the engine has no record of it."""
-        found = await self.arecover(request, sweep_id=sweep_id, sweep_cell=sweep_cell)
-        return found or await self.arun_request(request, sweep_id=sweep_id, sweep_cell=sweep_cell)
-
-    def resume_request(
-        self, request: ImageInferenceRequest, *, sweep_id: str | None = None, sweep_cell: str | None = None
-    ) -> Generation:
-        """The sync twin of :meth:`aresume_request`."""
-        found = self.recover(request, sweep_id=sweep_id, sweep_cell=sweep_cell)
-        return found or self.run_request(request, sweep_id=sweep_id, sweep_cell=sweep_cell)
-
-    def _unanswered(self, task_uuid: str) -> tuple[ImageInferenceRequest, str | None, str | None]:
+    def _unanswered(self, task: str | ImageInferenceRequest) -> tuple[ImageInferenceRequest, CellRef | None]:
+        """The logged request to resume, and its sweep cell; refuses a run the log has no open record of."""
+        task_uuid = task if isinstance(task, str) else task.taskUUID
         rows = self.runs.get(task_uuid)
         if not rows:
             raise RunLogError(f"no run with taskUUID {task_uuid!r} in {self.runs.path}; check the id (runs list)")
-        status = rows[0]["status"]
-        if status not in UNANSWERED:
+        row = rows[0]
+        if row["status"] not in UNANSWERED:
             raise RunLogError(
-                f"run {task_uuid!r} is already {status!r} in the log; nothing to resume "
+                f"run {task_uuid!r} is already {row['status']!r} in the log; nothing to resume "
                 "(generate(request=...) runs it again as a new task)"
             )
-        request = ImageInferenceRequest.model_validate_json(rows[0]["request_json"])
-        return request, rows[0]["sweep_id"], rows[0]["sweep_cell"]
+        request = ImageInferenceRequest.model_validate_json(row["request_json"]) if isinstance(task, str) else task
+        cell = CellRef(row["sweep_id"], row["sweep_cell"]) if row["sweep_id"] is not None else None
+        return request, cell
 
-    def resume(self, task_uuid: str) -> Generation:
-        """Finish a logged request that never got its answer (a crash, a cancel, a poll timeout): fetch it by its
-        taskUUID, or send it again with that taskUUID when the engine has no record of it."""
-        request, sweep_id, sweep_cell = self._unanswered(task_uuid)
-        return self.resume_request(request, sweep_id=sweep_id, sweep_cell=sweep_cell)
+    def _found(self, found: Generation, cell: CellRef | None) -> Generation:
+        # Paid for when it was first sent (perhaps by another process): counted as spent, never reserved again.
+        found.details["resumed"] = True
+        self.budget.settle(Reservation(0.0), found.cost)
+        self.runs.record_generation(found, **_sweep_columns(cell))
+        return found
 
-    async def aresume(self, task_uuid: str) -> Generation:
+    def _lookup_failed(self, request: ImageInferenceRequest, cell: CellRef | None, error: APIError) -> None:
+        """Say what a failed lookup means for the run, and log a task the engine reports failed."""
+        if isinstance(error, PollTimeoutError):
+            error.add_note(
+                f"taskUUID {request.taskUUID} is still running on the engine: it was not sent again and stays "
+                "unanswered in the run log; resume it later."
+            )
+        elif isinstance(error, TaskError):
+            # The engine had the task and it failed there: that is its answer, logged like any failure.
+            self.runs.record_failure(request, error, engine=self.engine, demo=self.demo, **_sweep_columns(cell))
+        else:
+            error.add_note(
+                f"Looking up taskUUID {request.taskUUID} failed, so it was not sent again (it may have run): the run "
+                "stays unanswered in the log; resume it when the engine answers."
+            )
+
+    def resume(self, task: str | ImageInferenceRequest) -> Generation:
+        """Finish a logged run that never got its answer (a crash, a cancel, a poll timeout), by its taskUUID or its
+        request: look it up on the engine and log what the engine has; only when the engine has no record of it,
+        send it again with the same taskUUID. ``generation.details["resumed"]`` says which happened.
+
+        Raises RunLogError when the log holds no unanswered run for it, PollTimeoutError when the task is still
+        running (nothing is sent), TaskError when it failed on the engine (logged), and the engine's APIError when
+        the lookup itself failed (nothing is sent; resume again later)."""
+        request, cell = self._unanswered(task)
+        try:
+            found = self.backend.resume(request)
+        except APIError as error:
+            self._lookup_failed(request, cell, error)
+            raise
+        if found is not None:
+            return self._found(found, cell)
+        generation = self.generate(request=request, cell=cell)
+        generation.details.setdefault("resumed", False)
+        return generation
+
+    async def aresume(self, task: str | ImageInferenceRequest) -> Generation:
         """The async twin of :meth:`resume`."""
-        request, sweep_id, sweep_cell = self._unanswered(task_uuid)
-        return await self.aresume_request(request, sweep_id=sweep_id, sweep_cell=sweep_cell)
+        request, cell = self._unanswered(task)
+        try:
+            found = await self.backend.aresume(request)
+        except APIError as error:
+            self._lookup_failed(request, cell, error)
+            raise
+        if found is not None:
+            return self._found(found, cell)
+        generation = await self.agenerate(request=request, cell=cell)
+        generation.details.setdefault("resumed", False)
+        return generation
 
     # -- sweeps -------------------------------------------------------------------------------------------------
     def sweep(
@@ -422,12 +349,10 @@ class Session:
         **axes: Any,
     ) -> SweepPlan:
         """Plan a sweep: a base request (``prompt``, or a list of prompts as an axis; ``request``) and axes over its
-        fields, each a list or an
-        A1111-style range string (``steps="10-50 (+10)"``, ``CFGScale="3,5,7"``, ``scheduler="Euler,UniPC"``,
-        ``size=["1280x768", "1K (1:1)"]``). Scalars fix a field for every cell. Every cell is validated now."""
-        from .sweep import plan_sweep
-
-        return plan_sweep(self, prompt, name=name, request=request, axes=axes)
+        fields, each a list or an A1111-style range string (``steps="10-50 (+10)"``, ``CFGScale="3,5,7"``,
+        ``scheduler="Euler,UniPC"``, ``size=["1280x768", "1K (1:1)"]``). Scalars fix a field for every cell. Every
+        cell is validated now, and checked against this engine (a scheduler it cannot honour is refused now)."""
+        return SweepPlan(self, design_sweep(prompt, name=name, request=request, axes=axes))
 
     # -- closing ------------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -451,19 +376,8 @@ class Session:
         await self.aclose()
 
 
-def _run_in_thread(coroutine: Any) -> Any:
-    """Run a coroutine to completion on a fresh event loop in another thread (safe under a running loop)."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coroutine)
-        except BaseException as exc:  # handed back to the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="kandinsky-nb-resume")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+def _sweep_columns(cell: CellRef | None) -> dict[str, str | None]:
+    """The run log's columns for a run's sweep cell."""
+    if cell is None:
+        return {"sweep_id": None, "sweep_cell": None}
+    return {"sweep_id": cell.sweep_id, "sweep_cell": cell.cell_key}

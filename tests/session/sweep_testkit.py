@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from PIL import Image
 
 from kandinsky_nb import spec
+from kandinsky_nb.backends.base import Backend
 from kandinsky_nb.errors import UnsupportedByEngineError
 from kandinsky_nb.protocol import RetryPolicy
 from kandinsky_nb.types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult
@@ -44,12 +45,12 @@ def generation(request: ImageInferenceRequest, *, cost: float | None = 0.001, en
     return Generation(request, images, engine, 0.01)
 
 
-class PricedEngine:
+class PricedEngine(Backend):
     """An engine behind the test server: solid-colour PNGs, each charged ``price_factor`` times the list price,
-    after ``delay`` seconds; refuses the ``DDIM`` scheduler as the local engine does. Counts what is in flight."""
+    after ``delay`` seconds; refuses the ``DDIM`` scheduler as the local engine does. Counts what is in flight.
+    Like a local pipeline it keeps no tasks, so the base class's resume (no record) and close stand."""
 
     name = "priced"
-    demo = False
 
     def __init__(self, delay: float = 0.0, price_factor: float = 1.0) -> None:
         self.delay = delay
@@ -78,15 +79,6 @@ class PricedEngine:
         finally:
             with self._lock:
                 self.in_flight -= 1
-
-    async def aresume(self, request: ImageInferenceRequest) -> Generation | None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
 
 
 @contextmanager

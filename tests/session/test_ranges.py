@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kandinsky_nb.engine.ranges import parse_axis_values
 from kandinsky_nb.errors import SweepError
+from kandinsky_nb.planning.ranges import parse_axis_values
 
 
 @pytest.mark.parametrize(

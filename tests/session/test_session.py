@@ -10,9 +10,9 @@ import pytest
 from sweep_testkit import KEY, PricedEngine, runware, served
 
 from kandinsky_nb import spec
-from kandinsky_nb.engine import Session, choose_engine
-from kandinsky_nb.engine.budget import DEFAULT_MARGIN
 from kandinsky_nb.errors import BudgetExceededError, ConfigurationError, RequestValidationError, TaskError
+from kandinsky_nb.session import Session, choose_engine
+from kandinsky_nb.session.budget import DEFAULT_MARGIN
 
 PRICE_10 = spec.list_price_estimate(1024, 1024, 10)  # one default-size image at 10 steps
 
@@ -209,6 +209,7 @@ def test_generate_many_is_one_batch_with_a_slot_per_request(server):
 
 def test_a_task_still_running_is_never_sent_again(tmp_path):
     from kandinsky_nb.errors import PollTimeoutError
+    from kandinsky_nb.types import ImageInferenceRequest
 
     engine = PricedEngine(delay=1.0)
     with served(engine) as (url, state), Session(runware(url, poll_timeout=0.15), home=tmp_path) as session:
@@ -219,9 +220,11 @@ def test_a_task_still_running_is_never_sent_again(tmp_path):
         with pytest.raises(PollTimeoutError):
             session.resume(task_uuid)
         assert session.runs.get(task_uuid)[0]["status"] == "unanswered"
-        plan_request = session._unanswered(task_uuid)[0]
-        with pytest.raises(PollTimeoutError):
-            session.resume_request(plan_request)
+        logged = ImageInferenceRequest.model_validate_json(session.runs.get(task_uuid)[0]["request_json"])
+        with pytest.raises(PollTimeoutError) as again:
+            session.resume(logged)  # by its request: the same story
+        assert any("not sent again" in note for note in again.value.__notes__)
+        assert session.runs.get(task_uuid)[0]["status"] == "unanswered"
     assert state.generations[task_uuid] == 1
 
 

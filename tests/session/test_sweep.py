@@ -18,8 +18,8 @@ import pytest
 from sweep_testkit import KEY, PricedEngine, runware, served
 
 from kandinsky_nb import spec
-from kandinsky_nb.engine import Session
 from kandinsky_nb.errors import BudgetExceededError, RequestValidationError, SweepError
+from kandinsky_nb.session import Session
 
 PROMPT = "a red fox in snow"
 
@@ -194,7 +194,7 @@ async def test_plan_cancel_stops_starting_cells(server, tmp_path):
 SWEEP_SCRIPT = textwrap.dedent(
     """
     from kandinsky_nb.backends.runware import RunwareBackend
-    from kandinsky_nb.engine import Session
+    from kandinsky_nb.session import Session
 
     backend = RunwareBackend({key!r}, base_url={url!r}, timeout=30, poll_timeout=30)
     session = Session(backend, home={home!r})

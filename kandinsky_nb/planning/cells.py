@@ -1,0 +1,102 @@
+"""Requests and sweep cells: a base request times axes -> cells, each a full valid request with a stable identity."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .. import spec
+from ..errors import RequestValidationError, SweepError
+from ..types import ImageInferenceRequest
+from .axes import Axis
+
+__all__ = ["CellJob", "CellRef", "SweepCell", "build_request", "cell_key", "expand_cells"]
+
+
+def build_request(
+    prompt: str | None = None, *, request: ImageInferenceRequest | None = None, **fields: Any
+) -> ImageInferenceRequest:
+    """A validated request from a prompt and wire fields, or from ``request`` with fields replaced."""
+    if prompt is not None:
+        fields["positivePrompt"] = prompt
+    if request is not None:
+        return request.replace(**fields) if fields else request
+    return ImageInferenceRequest(**fields)
+
+
+def cell_key(coords: dict[str, Any]) -> str:
+    """A cell's identity within its sweep: canonical JSON of its coordinates (axis order does not matter)."""
+    return json.dumps(coords, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class SweepCell:
+    """One cell: its position, its coordinates (axis -> value) and its full, validated request."""
+
+    index: int
+    coords: dict[str, Any]
+    request: ImageInferenceRequest
+
+    @property
+    def key(self) -> str:
+        return cell_key(self.coords)
+
+
+@dataclass(frozen=True)
+class CellRef:
+    """Which sweep cell a run belongs to: what the run log records with it, so a re-run finds it."""
+
+    sweep_id: str
+    cell_key: str
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """One cell to run now: the request to send (a fresh taskUUID per attempt) or, when ``pending``, the request sent
+    before without an answer in the log (looked up by its taskUUID first, never blindly sent again)."""
+
+    cell: SweepCell
+    request: ImageInferenceRequest
+    ref: CellRef
+    pending: bool = False
+
+
+def _changes(base: ImageInferenceRequest, coords: dict[str, Any]) -> dict[str, Any]:
+    """The request fields one cell sets, from its coordinates."""
+    changes: dict[str, Any] = {}
+    accelerator: dict[str, Any] = {}
+    for axis, value in coords.items():
+        if axis == "size":
+            size = spec.size_by_label(value)
+            changes["width"], changes["height"] = size.width, size.height
+        elif axis == "lora.weight":
+            if not base.lora:
+                raise SweepError("the 'lora.weight' axis needs a base request with lora=[{'model': ...}]; add one")
+            changes["lora"] = [{**entry.model_dump(exclude_none=True), "weight": value} for entry in base.lora]
+        elif axis.startswith("acceleratorOptions."):
+            accelerator[axis.split(".", 1)[1]] = value
+        else:
+            changes[axis] = value
+    if accelerator:
+        existing = base.acceleratorOptions.model_dump(exclude_none=True) if base.acceleratorOptions else {}
+        changes["acceleratorOptions"] = {**existing, **accelerator}
+    return changes
+
+
+def expand_cells(base: ImageInferenceRequest, axes: list[Axis]) -> list[SweepCell]:
+    """Every combination of the axes' values (the first axis outermost), each validated as a full request."""
+    cells = []
+    for index, combination in enumerate(itertools.product(*(axis.values for axis in axes))):
+        coords = {axis.name: value for axis, value in zip(axes, combination, strict=True)}
+        try:
+            request = base.replace(**_changes(base, coords))
+        except RequestValidationError as exc:
+            where = ", ".join(f"{k}={v!r}" for k, v in coords.items())
+            raise RequestValidationError(
+                exc.problems,
+                hint=f"Sweep cell ({where}) is not a valid request; change or remove the axis value named above.",
+            ) from None
+        cells.append(SweepCell(index, coords, request))
+    return cells
