@@ -45,8 +45,8 @@ __version__ = "0.1.0"
 # The engine, run log, analysis and panels load on first use, so `import kandinsky_nb` stays fast and light
 # (no pandas, matplotlib, ipywidgets or httpx clients until they are needed; torch only with the local engine).
 _LAZY = {
-    "Session": "kandinsky_nb.engine",
-    "SweepPlan": "kandinsky_nb.engine",
+    "Session": "kandinsky_nb.session",
+    "SweepPlan": "kandinsky_nb.session",
     "RunLog": "kandinsky_nb.runlog",
     "contact_sheet": "kandinsky_nb.analysis",
     "RunwareBackend": "kandinsky_nb.backends.runware",
