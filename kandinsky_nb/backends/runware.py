@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from .._version import __version__
 from ..errors import ConfigurationError, KandinskyNBError
 from ..protocol.flow import Action, Conversation, Failure, Fetch, FlowConfig, Outcome, Post, Reply, Sleep, conversation
 from ..protocol.policy import (
@@ -260,8 +261,6 @@ class RunwareBackend(Backend):
         return Reply(status, content.replace(secret, b"***"), headers.get("content-type", ""))
 
     def _headers(self) -> dict[str, str]:
-        from .. import __version__  # imported late: the package may import this module while it initialises
-
         return {"User-Agent": f"kandinsky-nb/{__version__}", "Accept": "application/json"}
 
     def _sync_client(self) -> httpx.Client:

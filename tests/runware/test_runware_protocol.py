@@ -11,6 +11,7 @@ import random
 import pytest
 from PIL import Image
 
+from kandinsky_nb import spec
 from kandinsky_nb.errors import (
     APIStatusError,
     AuthenticationError,
@@ -32,13 +33,38 @@ from kandinsky_nb.protocol import (
     classify,
     code_category,
     conversation,
+    image_upload_task,
     inference_task,
     is_retryable_code,
+    is_terminal_item,
     parse_envelope,
     status_error,
+    status_for_code,
     task_error,
 )
-from kandinsky_nb.types import Generation, ImageInferenceRequest, WireError
+from kandinsky_nb.protocol.envelope import OUTPUT_FIELDS
+from kandinsky_nb.protocol.flow import decode_inline_image
+from kandinsky_nb.protocol.server import (
+    Authenticate,
+    Infer,
+    Ping,
+    Poll,
+    Refusal,
+    TaskState,
+    Upload,
+    check_key,
+    conflict,
+    decode_body,
+    engine_failed,
+    envelope,
+    get_response,
+    media_not_found,
+    parse_task,
+    payload_too_large,
+    processing_item,
+    result_item,
+)
+from kandinsky_nb.types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult, WireError
 
 T = "0b6f7e36-7d3c-4d0e-9a51-5a1b2c3d4e5f"
 
@@ -320,3 +346,131 @@ def test_a_batch_is_retried_as_a_whole_with_the_same_task_uuids():
     assert all(isinstance(o, Generation) for o in outcomes)
     assert script.posts[0].tasks == script.posts[1].tasks and len(script.posts[0].tasks) == 2
     assert 0 < script.now <= CONFIG.policy.initial_delay  # one backoff wait, jittered
+
+
+# -- the server role, read back by the client role -------------------------------------------------------------------
+def _refusal_of(action) -> Refusal:
+    with pytest.raises(Refusal) as caught:
+        action()
+    return caught.value
+
+
+SERVER_REFUSALS = {
+    "missing key": (lambda: check_key(None, [], ["k"]), "missingApiKey", 401, "fatal", AuthenticationError),
+    "wrong key": (lambda: check_key("Bearer x", [], ["k"]), "invalidApiKey", 401, "fatal", AuthenticationError),
+    "not JSON": (lambda: decode_body(b"{"), "invalidJSON", 400, "ok", TaskError),
+    "not an object": (lambda: parse_task(42), "invalidTask", 400, "ok", TaskError),
+    "unknown task type": (
+        lambda: parse_task({"taskType": "videoInference"}),
+        "unsupportedTaskType",
+        400,
+        "ok",
+        TaskError,
+    ),
+    "bad field": (lambda: parse_task({**inference_task(request()), "steps": 0}), "invalidSteps", 400, "ok", TaskError),
+    "bad upload": (
+        lambda: parse_task({"taskType": "imageUpload", "image": "%%"}),
+        "invalidImage",
+        400,
+        "ok",
+        TaskError,
+    ),
+    "unknown task": (lambda: get_response(T, None, retention_s=3600), "taskNotFound", 404, "ok", TaskError),
+}
+
+
+@pytest.mark.parametrize("case", SERVER_REFUSALS, ids=list(SERVER_REFUSALS))
+def test_the_clients_reading_of_every_server_refusal(case):
+    action, code, status, kind, cls = SERVER_REFUSALS[case]
+    refusal = _refusal_of(action)
+    assert [error.code for error in refusal.errors][:1] == [code] and refusal.status == status
+    http_status, body = envelope([], refusal.errors)
+    assert http_status == status and "data" not in body
+    verdict = classify(Reply(http_status, json.dumps(body).encode()), task_uuid=T)
+    assert verdict.kind == kind
+    error = verdict.error if kind == "fatal" else task_error(verdict.envelope.errors, task_uuid=T, status=http_status)
+    assert type(error) is cls and error.code == code
+    assert code_category(code) != "unknown"  # every code the server sends is one the client classifies
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "client_sees"),
+    [
+        (engine_failed(T, RuntimeError("boom")), 500, ServerError),  # transient: the client retries the same task
+        (conflict(T), 400, TaskError),
+        (payload_too_large(10), 413, APIStatusError),
+        (media_not_found(), 404, APIStatusError),
+    ],
+)
+def test_error_objects_carry_the_status_the_client_maps_back(error, status, client_sees):
+    assert status_for_code(error.code) == status
+    http_status, body = envelope([], [error])
+    assert http_status == status
+    (parsed,) = parse_envelope(json.dumps(body)).errors
+    assert parsed == error  # the server's error object is exactly what the client reads
+    assert isinstance(status_error(http_status, [parsed], task_uuid=T), APIStatusError)
+    if client_sees is ServerError:
+        assert classify(Reply(http_status, json.dumps(body).encode())).kind == "retry"
+        assert is_retryable_code(error.code)
+    elif client_sees is TaskError:
+        assert type(task_error([parsed], task_uuid=T, status=http_status)) is TaskError
+
+
+def test_a_body_with_data_answers_200_even_when_some_tasks_failed():
+    item = processing_item(T)
+    assert envelope([item], [conflict("other")]) == (
+        200,
+        {"data": [item], "errors": [conflict("other").model_dump(exclude_none=True)]},
+    )
+    assert envelope([], []) == (200, {"data": []})
+
+
+def test_parse_task_reads_every_task_type():
+    png = base64.b64decode(png_b64())
+    infer = parse_task({**inference_task(request(deliveryMethod="async"))})
+    assert isinstance(infer, Infer) and infer.request.taskUUID == T and infer.deferred
+    assert not parse_task(inference_task(request())).deferred
+    assert parse_task({"taskType": "getResponse", "taskUUID": T}) == Poll(T)
+    upload = parse_task(image_upload_task(png, task_uuid=T))
+    assert upload == Upload(T, png)
+    assert parse_task({"taskType": "imageUpload", "taskUUID": T, "image": png_b64()}) == upload  # bare base64
+    assert isinstance(parse_task({"taskType": "ping"}), Ping)
+    assert isinstance(parse_task({"taskType": "authentication", "apiKey": "k"}), Authenticate)
+    assert decode_body(b'{"taskType": "ping"}') == [{"taskType": "ping"}]  # one task object, not an array
+
+
+def test_check_key_takes_the_header_or_an_authentication_task():
+    check_key("Bearer k", [], ["k"])
+    check_key("bearer  k ", [], ["k"])
+    check_key(None, [{"taskType": "authentication", "apiKey": "k"}], ["k"])
+    check_key(None, [], [])  # an open server
+    assert _refusal_of(lambda: check_key("Basic k", [], ["k"])).errors[0].code == "missingApiKey"
+
+
+def test_get_response_is_cumulative_and_reports_the_tasks_errors():
+    running = TaskState(T)
+    assert get_response(T, running, retention_s=1) == [processing_item(T)]
+    item = {"taskType": "imageInference", "taskUUID": T, "imageUUID": "u", "imageURL": "http://x/u.png"}
+    done = TaskState(T, status="success", items=[item])
+    assert (
+        get_response(T, done, retention_s=1) == get_response(T, done, retention_s=1) == [{**item, "status": "success"}]
+    )
+    assert all(is_terminal_item(i) for i in get_response(T, done, retention_s=1))
+    assert not is_terminal_item(processing_item(T))
+    failed = TaskState(T, status="error", errors=[engine_failed(T, RuntimeError("boom"))])
+    (error,) = _refusal_of(lambda: get_response(T, failed, retention_s=1)).errors
+    assert (error.code, error.status) == ("inferenceError", "error")
+
+
+@pytest.mark.parametrize("output_type", ["URL", "base64Data", "dataURI"])
+def test_result_items_are_read_back_into_the_same_image(output_type):
+    png = base64.b64decode(png_b64())
+    result = ImageInferenceResult(taskUUID=T, imageUUID="u", seed=5, cost=0.002)
+    wanted = request(outputType=output_type, includeCost=True)
+    item = result_item(wanted, GeneratedImage(result, png), image_uuid="u", image_url="http://x/u.png", demo=True)
+    assert is_terminal_item(item) and item["seed"] == 5 and item["cost"] == 0.002 and item["demo"] is True
+    if output_type == "URL":
+        assert item["imageURL"] == "http://x/u.png"
+    else:
+        assert decode_inline_image(item) == png
+    assert set(OUTPUT_FIELDS) == set(spec.OUTPUT_TYPES)

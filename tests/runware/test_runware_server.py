@@ -247,3 +247,64 @@ def test_an_image_url_expires_with_its_ttl(server, state):
     assert httpx.get(f"{server.url}/images/{kept}.png").headers["content-type"] == "image/png"
     expired = httpx.get(f"{server.url}/images/{gone}.png")
     assert expired.status_code == 404 and expired.json()["errors"][0]["code"] == "mediaNotFound"
+
+
+def _receiver(answers: list[int]):
+    """A loopback server that answers each call with the next status of ``answers`` (the last one repeats)."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    calls: list[tuple[str, bytes]] = []
+
+    async def record(request):
+        calls.append((request.method, await request.body()))
+        return Response(status_code=answers[min(len(calls), len(answers)) - 1])
+
+    return ServerThread(Starlette(routes=[Route("/{path}", record, methods=["POST", "PUT"])])), calls
+
+
+def test_a_failed_delivery_is_retried_then_given_up_with_a_warning(caplog):
+    from kandinsky_nb.server import Delivery
+    from kandinsky_nb.types import ImageInferenceRequest
+
+    item = {"taskType": "imageInference", "taskUUID": "t", "imageUUID": "u"}
+    receiver, calls = _receiver([503, 204])
+    with receiver:
+        job = ImageInferenceRequest(positivePrompt="a fox", webhookURL=receiver.url + "/hook?token=secret")
+        asyncio.run(Delivery(attempts=3, first_wait=0.01).send(job, [b"\x89PNG"], [item]))
+    assert [json.loads(body) for _, body in calls] == [{"data": [item]}] * 2  # failed once, delivered on the retry
+
+    receiver, calls = _receiver([500])
+    with receiver, caplog.at_level("WARNING", logger="kandinsky_nb.server"):
+        job = ImageInferenceRequest(positivePrompt="a fox", uploadEndpoint=receiver.url + "/put?token=secret")
+        asyncio.run(Delivery(attempts=3, first_wait=0.01).send(job, [b"\x89PNG"], [item]))
+    assert [method for method, _ in calls] == ["PUT"] * 3
+    assert "HTTP 500" in caplog.text and "secret" not in caplog.text
+
+
+def test_the_memory_store_forgets_finished_tasks_and_expired_images():
+    from kandinsky_nb.errors import ConfigurationError
+    from kandinsky_nb.protocol.server import TaskState
+    from kandinsky_nb.server import MemoryTaskStore
+
+    now = [1000.0]
+    store = MemoryTaskStore(task_retention=60, max_images=2, clock=lambda: now[0])
+
+    async def scenario():
+        assert await store.claim_task(TaskState("a")) and not await store.claim_task(TaskState("a"))
+        await store.save_task(TaskState("a", status="error"))
+        assert await store.claim_task(TaskState("a"))  # a failed task may be sent again
+        await store.save_task(TaskState("a", status="success"))
+        for name in ("x", "y", "z"):
+            await store.save_image(name, b"\x89PNG", ttl=30)
+        assert await store.get_image("x") is None and (await store.get_image("z")).mime == "image/png"  # oldest out
+        now[0] += 45
+        assert await store.get_image("z") is None and await store.get_task("a") is not None
+        now[0] += 30
+        await store.prune()
+        assert await store.get_task("a") is None and await store.count_tasks() == 0
+
+    asyncio.run(scenario())
+    with pytest.raises(ConfigurationError, match="task_retention=0"):
+        MemoryTaskStore(task_retention=0)
