@@ -4,7 +4,7 @@
 
 from .budget import Budget
 from .engines import choose_engine, open_backend
-from .plan import SweepPlan
+from .plan import SweepPlan, cell_status
 from .session import Session
 
-__all__ = ["Budget", "Session", "SweepPlan", "choose_engine", "open_backend"]
+__all__ = ["Budget", "Session", "SweepPlan", "cell_status", "choose_engine", "open_backend"]

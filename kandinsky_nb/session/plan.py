@@ -42,10 +42,10 @@ from .runner import AsyncRunner, ThreadRunner, batches
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["SweepPlan"]
+__all__ = ["SweepPlan", "cell_status"]
 
 
-def _cell_status(rows: list[dict[str, Any]]) -> CellStatus:
+def cell_status(rows: list[dict[str, Any]]) -> CellStatus:
     """A cell's state from its log rows, oldest first: any ok row makes it done; else its last row decides."""
     done = [row for row in rows if row["status"] == "ok"]
     if done:
@@ -118,7 +118,7 @@ class SweepPlan:
         by_cell: dict[str, list[dict[str, Any]]] = {}
         for row in self.session.runs.sweep_rows(self.name):
             by_cell.setdefault(row["sweep_cell"], []).append(row)
-        return {cell.key: _cell_status(by_cell.get(cell.key, [])) for cell in self.cells}
+        return {cell.key: cell_status(by_cell.get(cell.key, [])) for cell in self.cells}
 
     def status(self) -> Counter[str]:
         """How many cells are ok, failed, pending (sent, unanswered) and new."""

@@ -291,19 +291,16 @@ class Session:
 
     def _lookup_failed(self, request: ImageInferenceRequest, cell: CellRef | None, error: APIError) -> None:
         """Say what a failed lookup means for the run, and log a task the engine reports failed."""
-        if isinstance(error, PollTimeoutError):
-            error.add_note(
-                f"taskUUID {request.taskUUID} is still running on the engine: it was not sent again and stays "
-                "unanswered in the run log; resume it later."
-            )
-        elif isinstance(error, TaskError):
+        if isinstance(error, TaskError):
             # The engine had the task and it failed there: that is its answer, logged like any failure.
             self.runs.record_failure(request, error, engine=self.engine, demo=self.demo, **_sweep_columns(cell))
-        else:
-            error.add_note(
-                f"Looking up taskUUID {request.taskUUID} failed, so it was not sent again (it may have run): the run "
-                "stays unanswered in the log; resume it when the engine answers."
-            )
+            return
+        # Still running, or the engine could not be asked: either way it may have run, so sending it again could pay
+        # twice. The run stays unanswered in the log for a later resume.
+        error.add_note(
+            f"taskUUID {request.taskUUID} was not sent again: the engine has not answered for it (still running, or "
+            "not reachable). It stays unanswered in the run log; resume it later."
+        )
 
     def resume(self, task: str | ImageInferenceRequest) -> Generation:
         """Finish a logged run that never got its answer (a crash, a cancel, a poll timeout), by its taskUUID or its

@@ -248,3 +248,46 @@ def test_threads_share_one_sync_client(tmp_path):
         thread.join()
     backend.close()
     assert len({id(client) for client in clients}) == 1
+
+
+def test_a_failed_lookup_sends_nothing_and_says_so(tmp_path):
+    from kandinsky_nb.errors import APIError, PollTimeoutError
+
+    engine = PricedEngine(delay=0.4)
+    with served(engine) as (url, state):
+        session = Session(runware(url, poll_timeout=0.1), home=tmp_path)
+        with pytest.raises(PollTimeoutError) as caught:
+            session.generate("a red fox in snow", steps=10, deliveryMethod="async")
+        task_uuid = caught.value.task_uuid
+    # The engine is gone: the lookup cannot say whether the task ran, so nothing is sent and the run stays open.
+    with pytest.raises(APIError) as lookup:
+        session.resume(task_uuid)
+    assert any(task_uuid in note and "not sent again" in note for note in lookup.value.__notes__)
+    assert session.runs.get(task_uuid)[0]["status"] == "unanswered"
+    session.close()
+    assert state.generations[task_uuid] == 1
+
+
+def test_bad_constructor_arguments_raise_configuration_errors(tmp_path):
+    with pytest.raises(ConfigurationError, match=r"concurrency=0 .* at least 1"):
+        Session("demo", home=tmp_path, concurrency=0)
+    with pytest.raises(ConfigurationError, match=r"budget=-1 .* budget=None for no cap"):
+        Session("demo", home=tmp_path, budget=-1)
+    with pytest.raises(ConfigurationError, match="engine must be 'runware', 'local', 'demo' or a Backend"):
+        Session(object(), home=tmp_path)  # type: ignore[arg-type]
+
+
+def test_generate_many_wants_one_cell_per_request(server, tmp_path):
+    from kandinsky_nb.planning import CellRef
+    from kandinsky_nb.types import ImageInferenceRequest
+
+    _, url, state = server
+    with Session(runware(url), home=tmp_path) as session:
+        requests = [ImageInferenceRequest(positivePrompt="a red fox in snow", steps=10, seed=s) for s in (1, 2)]
+        with pytest.raises(ConfigurationError, match="one CellRef"):
+            session.generate_many(requests, cells=[CellRef("s", "{}")])
+        first, second = session.generate_many(requests, cells=[CellRef("s", '{"seed":1}'), None])
+        rows = {row["task_uuid"]: row for row in session.runs.rows()}
+    assert (rows[first.task_uuid]["sweep_id"], rows[first.task_uuid]["sweep_cell"]) == ("s", '{"seed":1}')
+    assert rows[second.task_uuid]["sweep_id"] is None
+    assert len(state.generations) == 2
