@@ -30,7 +30,9 @@ def _keys(values: tuple[str, ...]) -> list[str]:
 )
 @click.option("--demo", is_flag=True, help="Run the offline demo weights (random weights: every image is noise).")
 @click.option("--public-url", default=None, help="Base URL put in image URLs (default: the address clients used).")
-@click.option("--max-concurrency", default=1, show_default=True, type=int, help="Generations run at once.")
+@click.option(
+    "--max-concurrency", default=1, show_default=True, type=click.IntRange(min=1), help="Generations run at once."
+)
 @click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )

@@ -346,11 +346,8 @@ def _submit(tasks: list[_Task], config: FlowConfig, rng: random.Random) -> Gener
             task.sends += 1
         assert all(task.wire is not None for task in pending)
         outcome = yield Post([task.wire for task in pending if task.wire], config.timeout, "submit")
-        verdict = classify(outcome, task_uuid=pending[0].uuid if len(pending) == 1 else None)
+        verdict = _batch_verdict(outcome, pending)
         if verdict.kind == "fatal":
-            assert verdict.error is not None
-            for task in pending:
-                task.fail(_for_task(verdict.error, task))
             return
         again: list[_Task] = []
         if verdict.kind == "retry":
@@ -382,6 +379,15 @@ def _submit(tasks: list[_Task], config: FlowConfig, rng: random.Random) -> Gener
                 pending.append(task)
         if pending:
             yield Sleep(config.policy.backoff(max(task.retries for task in pending), rng))
+
+
+def _batch_verdict(outcome: Outcome, batch: list[_Task]) -> Verdict:
+    """Classify the answer to a batch; a fatal one fails every task of the batch, each with its own UUID."""
+    verdict = classify(outcome, task_uuid=batch[0].uuid if len(batch) == 1 else None)
+    if verdict.kind == "fatal":
+        for task in batch:
+            task.fail(_for_task(verdict.error, task))
+    return verdict
 
 
 def _for_task(error: APIError | None, task: _Task) -> APIError:
@@ -422,11 +428,8 @@ def _poll(
         outcome = yield Post(
             [poll_task(task.uuid) for task in polling], min(config.timeout, max(remaining, 1.0)), "poll"
         )
-        verdict = classify(outcome, task_uuid=polling[0].uuid if len(polling) == 1 else None)
+        verdict = _batch_verdict(outcome, polling)
         if verdict.kind == "fatal":
-            assert verdict.error is not None
-            for task in polling:
-                task.fail(_for_task(verdict.error, task))
             return
         if verdict.kind == "retry":
             last_transient = verdict.error  # keep polling until the poll timeout: the task is not lost

@@ -3,13 +3,12 @@ sync and the async client (parity)."""
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 from fault_proxy import Fault
 from PIL import Image
 from runware_testkit import KEY, MODES, call
 
+from kandinsky_nb._media import data_uri
 from kandinsky_nb.backends.base import Backend
 from kandinsky_nb.backends.runware import RunwareBackend
 from kandinsky_nb.errors import ConfigurationError, TaskError
@@ -159,10 +158,10 @@ def test_image_inputs_are_uploaded_once_and_sent_by_uuid(make_backend, engine, s
 
 
 def test_image_inputs_that_runware_takes_directly_are_sent_as_they_are(make_backend, state):
-    data_uri = "data:image/png;base64," + base64.b64encode(_png()).decode()
-    make_backend().generate(prompt(seedImage=data_uri))
+    inline = data_uri(_png())
+    make_backend().generate(prompt(seedImage=inline))
     (task,) = [t for body in state.received for t in body]
-    assert task["seedImage"] == data_uri
+    assert task["seedImage"] == inline
 
 
 def test_upload_inputs_false_sends_local_images_inline(make_backend, state):

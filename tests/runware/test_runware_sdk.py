@@ -13,6 +13,7 @@ from runware_testkit import KEY
 
 runware = pytest.importorskip("runware", reason="the official SDK (runware-sdk) is a test dependency")
 
+from kandinsky_nb._media import data_uri  # noqa: E402
 from kandinsky_nb.server import ServerThread, create_app  # noqa: E402
 
 MODEL = "runware:kandinsky-5.0-image-lite@1"
@@ -62,9 +63,7 @@ async def test_the_official_sdk_uploads_and_fetches_urls(server):
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4), "green").save(buffer, format="PNG")
     async with sdk(server.url) as client:
-        (upload,) = await client.image_upload(
-            {"image": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}
-        )
+        (upload,) = await client.image_upload({"image": data_uri(buffer.getvalue())})
         assert uuid.UUID(upload["imageUUID"])
         (result,) = await client.run(params(deliveryMethod="sync"))
     assert result["imageURL"].startswith(server.url + "/images/")

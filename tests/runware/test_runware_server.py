@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import time
@@ -16,6 +15,7 @@ from PIL import Image
 from runware_testkit import KEY
 from stub_engine import StubEngine
 
+from kandinsky_nb._media import data_uri
 from kandinsky_nb.backends.runware import RunwareBackend
 from kandinsky_nb.cli import main
 from kandinsky_nb.errors import ConfigurationError
@@ -161,8 +161,7 @@ def test_get_response_of_an_unknown_task(server):
 def test_image_upload_and_image_urls(server, engine):
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4), "red").save(buffer, format="PNG")
-    data_uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    upload = {"taskType": "imageUpload", "taskUUID": str(uuid.uuid4()), "image": data_uri}
+    upload = {"taskType": "imageUpload", "taskUUID": str(uuid.uuid4()), "image": data_uri(buffer.getvalue())}
     (item,) = post(server, [upload]).json()["data"]
     assert httpx.get(item["imageURL"]).content == buffer.getvalue()
     again = post(server, [{**upload, "taskUUID": str(uuid.uuid4())}]).json()["data"][0]
