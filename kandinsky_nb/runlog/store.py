@@ -439,8 +439,8 @@ class RunLog:
         condition = f" WHERE {where}" if where else ""
         with self._reader() as reader:
             frame = pd.read_sql_query(f"SELECT * FROM runs{condition} ORDER BY id", reader, params=list(params))
-            latest = pd.read_sql_query(scores.latest_query(where), reader, params=list(params))
-        return scores.with_metric_columns(_typed(frame, self.home), latest)
+            scored = pd.read_sql_query(scores.scores_query(where), reader, params=list(params))
+        return scores.with_metric_columns(_typed(frame, self.home), scored)
 
     @property
     def df(self) -> pd.DataFrame:

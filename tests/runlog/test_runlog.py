@@ -210,3 +210,14 @@ def test_a_rewritten_row_keeps_its_id_and_created_time_and_drops_stale_values(tm
     assert after["created_utc"] == before["created_utc"]
     assert (after["status"], after["error_type"], after["error_message"]) == ("ok", None, None)
     assert after["image_sha256"] and after["finished_utc"] != before["finished_utc"]
+
+
+def test_rows_and_image_files_carry_the_package_version(tmp_path):
+    import kandinsky_nb
+
+    log = RunLog(tmp_path)
+    req = request(seed=1)
+    log.record_generation(generation(req))
+    [row] = log.get(req.taskUUID)
+    assert row["toolkit_version"] == kandinsky_nb.__version__
+    assert read_embedded_params(log.image_path(row))["toolkitVersion"] == kandinsky_nb.__version__
