@@ -286,9 +286,9 @@ def _head_file(head: str | os.PathLike[str]) -> Path:
         )
     if path.is_file() and path.suffix in _HEAD_SUFFIXES:
         return path
+    problem = f"not a {', '.join(_HEAD_SUFFIXES)} file" if path.exists() else "no such file or folder"
     raise ConfigurationError(
-        f"head={os.fspath(head)!r}: not a {', '.join(_HEAD_SUFFIXES)} file; download LAION's head from "
-        f"{AESTHETIC_HEAD_URL} and pass its path"
+        f"head={os.fspath(head)!r}: {problem}; download LAION's head from {AESTHETIC_HEAD_URL} and pass its path"
     )
 
 
