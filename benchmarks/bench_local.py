@@ -87,6 +87,7 @@ def main() -> None:
     from diffusers import Kandinsky5T2IPipeline
 
     from kandinsky_nb.backends.local import DEMO_SCALE, LocalBackend, build_demo_weights
+    from kandinsky_nb.backends.local.stack import quiet_progress
     from kandinsky_nb.types import ImageInferenceRequest
 
     with tempfile.TemporaryDirectory() as folder:
@@ -97,12 +98,8 @@ def main() -> None:
         request = ImageInferenceRequest(positivePrompt="a red fox in snow", seed=1, width=1024, height=1024)
         details = backend.generate(request).details  # loads the pipeline; not timed
 
-        from diffusers.utils import logging as diffusers_logging
-        from transformers.utils import logging as transformers_logging
-
-        diffusers_logging.disable_progress_bar()
-        transformers_logging.disable_progress_bar()
-        pipe = Kandinsky5T2IPipeline.from_pretrained(weights / "t2i", local_files_only=True)
+        with quiet_progress():
+            pipe = Kandinsky5T2IPipeline.from_pretrained(weights / "t2i", local_files_only=True)
         pipe.set_progress_bar_config(disable=True)
         width, height = details["pixel_size"]
         pipe.resolutions = [(width, height)]

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import BackendError, ConfigurationError, KandinskyNBError
@@ -40,6 +41,17 @@ __all__ = ["DEFAULT_GPU_HOURLY_USD", "LocalBackend"]
 # What an hour of the machine costs, so local runs get a cost comparable to the cloud's. Roughly what GPU-rental
 # clouds asked for one H100 per hour in 2025 (the big clouds charge more); pass gpu_hourly_usd= for your hardware.
 DEFAULT_GPU_HOURLY_USD = 2.5
+
+
+@dataclass
+class _Run:
+    """What one request's pipeline calls produced: ``images`` as ``(seed, PIL image, seconds)``, and each image's
+    cache statistics when a cache ran."""
+
+    pipe: Any
+    scheduler: Any
+    images: list[tuple[int, Any, float]] = field(default_factory=list)
+    cache_stats: list[dict[str, Any]] = field(default_factory=list)
 
 
 class LocalBackend(Backend):
@@ -173,37 +185,9 @@ class LocalBackend(Backend):
         elif plan.mode == "img2img":
             source = load_image("seedImage", request.seedImage)  # type: ignore[arg-type]
         started = time.perf_counter()
-        outputs: list[tuple[int, Any, float]] = []
-        cache_stats: list[dict[str, Any]] = []
         with self._lock:
             try:
-                pipe = self.pipeline(plan.kind)
-                scheduler = self.scheduler_for(plan)
-                if plan.mode == "img2img":
-                    start_part_way(scheduler, plan.start_step)
-                pipe.scheduler = scheduler
-                with LoraRun(pipe, list(plan.loras)) if plan.loras else contextlib.nullcontext():
-                    for seed in seeds:
-                        image_call = dict(call)
-                        if plan.mode == "edit":
-                            image_call["image"] = source
-                        elif plan.mode == "img2img":
-                            image_call["latents"] = seed_image_latents(torch, pipe, source, call, plan.start_step, seed)
-                        t0 = time.perf_counter()
-                        if plan.cache is not None:
-                            cache = CacheRun(
-                                pipe,
-                                plan.cache,
-                                call["num_inference_steps"],
-                                call["guidance_scale"],
-                                first_step=plan.start_step,
-                            )
-                            with cache as run:
-                                image = run_seeded(torch, pipe, seed, self.device, image_call, self.cpu_threads)
-                            cache_stats.append(run.stats())
-                        else:
-                            image = run_seeded(torch, pipe, seed, self.device, image_call, self.cpu_threads)
-                        outputs.append((seed, image, time.perf_counter() - t0))
+                run = self._run(torch, plan, call, seeds, source)
             except KandinskyNBError:
                 raise
             except Exception as exc:
@@ -212,8 +196,49 @@ class LocalBackend(Backend):
                     "settings; if it persists, report it with Generation.details of a similar successful run."
                 ) from exc
         seconds = time.perf_counter() - started
-        images = [self._image(request, image, seed, took) for seed, image, took in outputs]
-        per_image = [took for _, _, took in outputs]
+        images = [self._image(request, image, seed, took) for seed, image, took in run.images]
+        return Generation(
+            request=request,
+            images=images,
+            engine=self.name,
+            latency_s=seconds,
+            demo=self.demo,
+            response=[image.result.model_dump(exclude_none=True) for image in images],
+            details=self._details(plan, run, call, seeds, seconds),
+        )
+
+    def _run(self, torch: Any, plan: RunPlan, call: dict[str, Any], seeds: list[int], source: Any) -> _Run:
+        """The pipeline calls of one request, one per seed, each timed. Call under the lock."""
+        pipe = self.pipeline(plan.kind)
+        scheduler = self.scheduler_for(plan)
+        if plan.mode == "img2img":
+            start_part_way(scheduler, plan.start_step)
+        pipe.scheduler = scheduler
+        run = _Run(pipe, scheduler)
+        with LoraRun(pipe, list(plan.loras)) if plan.loras else contextlib.nullcontext():
+            for seed in seeds:
+                image_call = dict(call)
+                if plan.mode == "edit":
+                    image_call["image"] = source
+                elif plan.mode == "img2img":
+                    image_call["latents"] = seed_image_latents(torch, pipe, source, call, plan.start_step, seed)
+                t0 = time.perf_counter()
+                if plan.cache is not None:
+                    steps, guidance = call["num_inference_steps"], call["guidance_scale"]
+                    with CacheRun(pipe, plan.cache, steps, guidance, first_step=plan.start_step) as cache:
+                        image = run_seeded(torch, pipe, seed, self.device, image_call, self.cpu_threads)
+                    run.cache_stats.append(cache.stats())
+                else:
+                    image = run_seeded(torch, pipe, seed, self.device, image_call, self.cpu_threads)
+                run.images.append((seed, image, time.perf_counter() - t0))
+        return run
+
+    def _details(
+        self, plan: RunPlan, run: _Run, call: dict[str, Any], seeds: list[int], seconds: float
+    ) -> dict[str, Any]:
+        """What ran, as ``Generation.details``: enough to reproduce the image with diffusers alone."""
+        per_image = [took for _, _, took in run.images]
+        scheduler = run.scheduler
         details = {
             # ``seconds``: the whole request (a first request includes loading the pipeline); ``gpu_seconds``: the
             # pipeline calls only, what each image's cost is computed from.
@@ -221,8 +246,8 @@ class LocalBackend(Backend):
             "gpu_seconds": sum(per_image),
             "seconds_per_image": per_image,
             "device": self.device,
-            "dtype": str(pipe.transformer.dtype).removeprefix("torch."),
-            "pipeline": type(pipe).__name__,
+            "dtype": str(run.pipe.transformer.dtype).removeprefix("torch."),
+            "pipeline": type(run.pipe).__name__,
             "checkpoint": self.weights.for_kind(plan.kind),
             "demo": self.demo,
             "scale": self.scale,
@@ -239,21 +264,13 @@ class LocalBackend(Backend):
             "call": dict(call),
             "seeds": seeds,
             "lora": [use.describe() for use in plan.loras],
-            "cache": cache_stats[0] | {"per_image": cache_stats} if cache_stats else None,
+            "cache": run.cache_stats[0] | {"per_image": run.cache_stats} if run.cache_stats else None,
             "gpu_hourly_usd": self.gpu_hourly_usd,
         }
         if plan.mode == "img2img":
             details["strength"] = plan.strength
             details["start_step"] = plan.start_step
-        return Generation(
-            request=request,
-            images=images,
-            engine=self.name,
-            latency_s=seconds,
-            demo=self.demo,
-            response=[image.result.model_dump(exclude_none=True) for image in images],
-            details=details,
-        )
+        return details
 
     def _image(self, request: ImageInferenceRequest, image: Any, seed: int, seconds: float) -> GeneratedImage:
         """One encoded image and its result, priced at its measured seconds."""
