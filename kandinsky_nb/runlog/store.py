@@ -48,6 +48,8 @@ STATUSES = ("submitted", "ok", "failed", "cancelled", "unanswered")
 # "unanswered" is a request whose error says the outcome is unknown (a dropped connection, a poll timeout).
 UNANSWERED = ("submitted", "cancelled", "unanswered")
 BUSY_TIMEOUT_MS = 30_000
+# Upserts with RETURNING (the runs, sweeps and metrics writes) arrived in SQLite 3.35 (2021).
+MIN_SQLITE = (3, 35, 0)
 
 
 def _now() -> str:
@@ -113,6 +115,12 @@ class RunLog:
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise RunLogError(
+                f"the run log needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer (for INSERT ... ON CONFLICT ... "
+                f"RETURNING); this Python links SQLite {sqlite3.sqlite_version}. Use a Python built with a newer "
+                "SQLite (python.org and conda builds of 3.11+ have one)."
+            )
         self.home = settings.home_dir(home)
         self.path = self.home / DB_NAME
         self.images_dir = self.home / "images"

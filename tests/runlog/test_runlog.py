@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from runlog_testkit import colour_of, generation, request
 
-from kandinsky_nb.errors import TaskError
+from kandinsky_nb.errors import RunLogError, TaskError
 from kandinsky_nb.runlog import MIGRATIONS, RunLog, read_embedded_params
 
 HERE = Path(__file__).resolve().parent
@@ -221,3 +221,12 @@ def test_rows_and_image_files_carry_the_package_version(tmp_path):
     [row] = log.get(req.taskUUID)
     assert row["toolkit_version"] == kandinsky_nb.__version__
     assert read_embedded_params(log.image_path(row))["toolkitVersion"] == kandinsky_nb.__version__
+
+
+def test_an_sqlite_without_upsert_returning_is_refused_with_the_fix(tmp_path, monkeypatch):
+    # The linked library's version cannot be changed in-process; only the number the guard reads is replaced.
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(RunLogError, match=r"needs SQLite 3\.35\.0 or newer.*links SQLite 3\.31\.1\. Use a Python"):
+        RunLog(tmp_path)
+    assert not (tmp_path / "runs.db").exists()
