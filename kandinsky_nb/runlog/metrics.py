@@ -77,8 +77,9 @@ def metric_column(metric: str) -> str:
 def check_metric_name(metric: object) -> str:
     if not isinstance(metric, str) or not _METRIC_NAME.fullmatch(metric):
         raise RunLogError(
-            f"metric name {metric!r} is not allowed: a metric becomes the DataFrame column 'score_<metric>', so it "
-            "must be lowercase letters, digits and underscores, starting with a letter; use e.g. 'ssim' or 'clip_score'"
+            f"metric name {metric!r} is not allowed: a metric becomes the DataFrame column "
+            f"'{METRIC_COLUMN_PREFIX}<metric>', so it must be lowercase letters, digits and underscores, starting "
+            "with a letter; use e.g. 'ssim' or 'clip_score'"
         )
     return metric
 
