@@ -43,6 +43,11 @@ STYLE = """<style>
 .knb-gen .knb-tiles{display:flex;flex-wrap:wrap;gap:8px}
 .knb-tile{display:inline-flex;flex-direction:column;align-items:center;margin:0;max-width:100%}
 .knb-tile img{border:1px solid var(--jp-border-color1,#bdbdbd);border-radius:3px;max-width:100%;height:auto}
+.knb-zoom summary{list-style:none;cursor:zoom-in;display:block}
+.knb-zoom summary::-webkit-details-marker{display:none}
+.knb-zoom[open] summary{cursor:zoom-out}
+.knb-zoom:not([open]) .knb-large,.knb-zoom[open] .knb-thumb{display:none}
+.knb-tile:has(.knb-zoom[open]){flex-basis:100%}
 .knb-caption{color:var(--jp-ui-font-color1,#333);font-size:12px;text-align:center;max-width:260px;
  overflow-wrap:anywhere}
 .knb-demo{background:var(--jp-warn-color3,#ffe0b2);color:var(--md-grey-900,#212121);border-radius:3px;padding:1px 5px;
@@ -109,17 +114,31 @@ def thumbnail(data: bytes, max_side: int = THUMBNAIL_SIDE) -> tuple[bytes, str]:
         return buffer.getvalue(), "jpeg"
 
 
-def html_from_image(data: bytes, caption: str = "", *, max_side: int | None = THUMBNAIL_SIDE, title: str = "") -> str:
+def html_from_image(
+    data: bytes,
+    caption: str = "",
+    *,
+    max_side: int | None = THUMBNAIL_SIDE,
+    title: str = "",
+    zoom_side: int | None = None,
+) -> str:
     """One image as an ``<img>`` tile (a thumbnail unless ``max_side`` is None) with a caption below.
 
+    ``zoom_side``: clicking the thumbnail opens the image at up to this many pixels a side in place (aspect kept;
+    click again to close). Plain HTML (``<details>``), so it works in any notebook front end and in Voila, no script.
     ``caption`` is HTML (callers escape what they put in it); ``title`` is plain text.
     """
     small, fmt = (data, sniff_format(data)) if max_side is None else thumbnail(data, max_side)
+    alt = html.escape(title or "image")
+    image = f'<img class="knb-thumb" src="{data_uri(small, fmt)}" alt="{alt}" title="{html.escape(title)}"/>'
+    if zoom_side is not None:
+        large = data_uri(*thumbnail(data, zoom_side))
+        image = (
+            f'<details class="knb-zoom"><summary title="click to enlarge; click again to close">{image}'
+            f'<img class="knb-large" src="{large}" alt="{alt}"/></summary></details>'
+        )
     caption_html = f'<figcaption class="knb-caption">{caption}</figcaption>' if caption else ""
-    return (
-        f'<figure class="knb-tile"><img src="{data_uri(small, fmt)}" alt="{html.escape(title or "image")}" '
-        f'title="{html.escape(title)}"/>{caption_html}</figure>'
-    )
+    return f'<figure class="knb-tile">{image}{caption_html}</figure>'
 
 
 def html_from_generation(
@@ -135,10 +154,11 @@ def html_from_generation(
     total_cost: float | None = None,
     demo: bool = False,
     max_side: int = THUMBNAIL_SIDE,
+    zoom_side: int | None = None,
     style: bool = True,
 ) -> str:
     """Thumbnails of one request's images with seed, cost and latency under each, a summary line above, and a
-    demo-weights note when the images are noise."""
+    demo-weights note when the images are noise. ``zoom_side``: see :func:`html_from_image`."""
     tiles = []
     for index, image in enumerate(images):
         caption = " · ".join(
@@ -150,7 +170,9 @@ def html_from_generation(
         )
         if demo:
             caption += f'<br><span class="knb-demo" title="{html.escape(DEMO_NOTE)}">demo weights: noise</span>'
-        tiles.append(html_from_image(image.data, caption, max_side=max_side, title=f"image {index + 1}"))
+        tiles.append(
+            html_from_image(image.data, caption, max_side=max_side, title=f"image {index + 1}", zoom_side=zoom_side)
+        )
     head = (
         f"<div><b>{len(images)} image{'s' if len(images) != 1 else ''}</b> · "
         f"{html.escape(engine)} engine · {width}x{height} · {steps} steps · CFG {cfg_scale:g} · "

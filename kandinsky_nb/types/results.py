@@ -127,11 +127,12 @@ class Generation:
     def seeds(self) -> list[int | None]:
         return [image.seed for image in self.images]
 
-    def to_html(self, *, max_side: int = THUMBNAIL_SIDE, style: bool = True) -> str:
+    def to_html(self, *, max_side: int = THUMBNAIL_SIDE, zoom_side: int | None = None, style: bool = True) -> str:
         """Thumbnails of the images with seed, cost and latency, and the request's summary line, as HTML.
 
         Built by :mod:`kandinsky_nb.html` (pure builders, no widget imports), so a Generation renders in a notebook
-        without ipywidgets. ``style=False`` leaves out the ``<style>`` block (a page that already has it).
+        without ipywidgets. ``zoom_side``: a click on a thumbnail opens the image at up to that many pixels a side.
+        ``style=False`` leaves out the ``<style>`` block (a page that already has it).
         """
         request = self.request
         return html_from_generation(
@@ -146,6 +147,7 @@ class Generation:
             total_cost=self.cost,
             demo=self.demo,
             max_side=max_side,
+            zoom_side=zoom_side,
             style=style,
         )
 

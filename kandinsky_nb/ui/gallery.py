@@ -118,8 +118,20 @@ class Gallery(widgets.VBox):
             ),
             "knb-gallery-grid",
         )
+        # In a flex row an <img> is stretched to the row's height unless told otherwise (a 1280x768 image drawn at
+        # 160x374): keep its own aspect, at most 512 px wide and never wider than the panel.
         self.detail_image = css(
-            widgets.Image(format="png", layout=widgets.Layout(max_width="512px")), "knb-detail-image"
+            widgets.Image(
+                format="png",
+                layout=widgets.Layout(
+                    max_width="min(512px, 100%)",
+                    width="auto",
+                    height="auto",
+                    object_fit="contain",
+                    align_self="flex-start",
+                ),
+            ),
+            "knb-detail-image",
         )
         self.detail_params = css(widgets.HTML(""), "knb-detail-params")
         self.reuse_button = css(
@@ -134,7 +146,13 @@ class Gallery(widgets.VBox):
         )
         self.panel_area = widgets.VBox([])
         self.detail = css(
-            widgets.VBox([widgets.HBox([self.detail_image, self.detail_params]), self.reuse_button, self.panel_area]),
+            widgets.VBox(
+                [
+                    widgets.HBox([self.detail_image, self.detail_params], layout=widgets.Layout(flex_flow="row wrap")),
+                    self.reuse_button,
+                    self.panel_area,
+                ]
+            ),
             "knb-gallery-detail",
         )
         self.refresh_button.on_click(self.errors.guard("Refresh")(lambda _b: self.refresh()))

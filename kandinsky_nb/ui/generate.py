@@ -66,6 +66,8 @@ def _set_reference_images(state: st.GenerateState, uploads: Any) -> None:
 
 # How many past generations the results area keeps on screen (the run log keeps all of them).
 _RESULTS_SHOWN = 4
+# A click on a result's thumbnail opens it at up to this many pixels a side (a JPEG copy; the file keeps the original).
+_ZOOM_SIDE = 1024
 
 
 def local_scheduler_notes() -> dict[str, str]:
@@ -690,7 +692,7 @@ class GeneratePanel(widgets.VBox):
             f'<span class="knb-log-count">{len(self.session.runs)}</span> row(s) in the run log'
         )
         self.results.value = "".join(
-            g.to_html(style=False) + "<hr>" for g in reversed(self.generations[-_RESULTS_SHOWN:])
+            g.to_html(zoom_side=_ZOOM_SIDE, style=False) + "<hr>" for g in reversed(self.generations[-_RESULTS_SHOWN:])
         )
         for callback in self._listeners:
             try:

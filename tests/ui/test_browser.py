@@ -81,7 +81,7 @@ def _generate_from_the_panel(page, prompt: str, log_rows: int = 1) -> None:
     expect(panel.locator(".knb-cost")).to_contain_text("Estimated cost")
     expect(generate).to_be_enabled()
     generate.click()
-    expect(panel.locator(".knb-results img")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(panel.locator(".knb-results img.knb-thumb")).to_have_count(1, timeout=TIMEOUT_MS)
     expect(panel.locator(".knb-results")).to_contain_text("seed")
     expect(panel.locator(".knb-log-count")).to_have_text(str(log_rows))
 

@@ -17,6 +17,19 @@ from kandinsky_nb.ui import Gallery, GeneratePanel
 pytestmark = pytest.mark.local
 
 
+def large_sizes(markup: str) -> list[tuple[int, int]]:
+    import base64
+    import io
+
+    from PIL import Image
+
+    sizes = []
+    for data in re.findall(r'class="knb-large" src="data:image/\w+;base64,([^"]+)"', markup):
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            sizes.append(image.size)
+    return sizes
+
+
 def fill(panel: GeneratePanel, **values) -> None:
     defaults = {"positivePrompt": "a red fox in snow", "steps": 10, "size": "1K (~20:9)"}
     panel.update(**(defaults | values))
@@ -37,7 +50,12 @@ async def test_generate_runs_as_a_task_and_ignores_a_second_click(demo_session):
     assert panel.generations == [generation]
     assert generation.request.to_wire() == sent.to_wire()
     # Two thumbnails, each captioned with its own seed, its cost and the latency; the demo note is shown.
-    assert panel.results.value.count("<img") == 2
+    assert panel.results.value.count('class="knb-thumb"') == 2
+    # A click on a thumbnail opens the image in place, with its own aspect (1408x640 asked; the demo engine draws
+    # smaller images of the same shape).
+    assert panel.results.value.count('<details class="knb-zoom">') == 2
+    sizes = large_sizes(panel.results.value)
+    assert len(sizes) == 2 and all(abs(width / height - 1408 / 640) < 0.05 for width, height in sizes), sizes
     for seed in generation.seeds:
         assert f"seed {seed}" in panel.results.value
     assert "demo weights" in panel.results.value
@@ -105,6 +123,9 @@ async def test_gallery_shows_a_slice_opens_an_image_and_reuse_reproduces_it(demo
     assert f"{row['seed']}" in gallery.detail_params.value
 
     assert gallery.detail.layout.display is None
+    # The full image keeps its aspect: not stretched to the height of the parameters beside it.
+    layout = gallery.detail_image.layout
+    assert (layout.object_fit, layout.height, layout.align_self) == ("contain", "auto", "flex-start")
     target = GeneratePanel(demo_session)
     gallery.panel = target
     gallery.reuse_button.click()
