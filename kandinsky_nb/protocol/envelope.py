@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ..errors import KandinskyNBError
 from ..types import WireError
 
 __all__ = [
@@ -54,7 +55,7 @@ def is_terminal_item(item: Mapping[str, Any]) -> bool:
     return status == SUCCESS or any(item.get(name) for name in OUTPUT_FIELDS.values())
 
 
-class MalformedResponse(ValueError):
+class MalformedResponse(KandinskyNBError, ValueError):
     """The body is not JSON, or not any known envelope shape."""
 
 

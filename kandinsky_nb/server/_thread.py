@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+from ..errors import KandinskyNBError
+
 __all__ = ["ServerThread"]
 
 
@@ -41,7 +43,10 @@ class ServerThread:
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the server on {self.url} did not start")
+                raise KandinskyNBError(
+                    f"The server on {self.url} did not start within {timeout:g}s. See the log above for why (the "
+                    "app failed to load?), or pass a longer start(timeout=)."
+                )
             time.sleep(0.01)
         return self
 
