@@ -5,6 +5,7 @@ analyse cost. The public surface is what this module exports; everything else is
 """
 
 from . import spec
+from ._version import __version__
 from .errors import (
     APIConnectionError,
     APIError,
@@ -39,8 +40,6 @@ from .types import (
     Safety,
     WireError,
 )
-
-__version__ = "0.1.0"
 
 # The engine, run log, analysis and panels load on first use, so `import kandinsky_nb` stays fast and light
 # (no pandas, matplotlib, ipywidgets or httpx clients until they are needed; torch only with the local engine).

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__, spec
+from .. import spec
+from .._version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

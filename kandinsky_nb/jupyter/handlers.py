@@ -75,7 +75,7 @@ class RunLogHandler(APIHandler):
 class StatusHandler(RunLogHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
-        from .. import __version__
+        from .._version import __version__
 
         status = await self.off_loop(self.reader.status)
         status["toolkit_version"] = __version__
