@@ -16,6 +16,8 @@ from kandinsky_nb.runlog import RunLog
 from kandinsky_nb.types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult
 
 PROMPT = "a red fox in snow"
+# The width of the tiny random CLIP's joint embedding space.
+PROJECTION = 8
 
 
 def png(array: np.ndarray) -> bytes:
@@ -93,3 +95,55 @@ def grid(**axes: list) -> list[dict]:
     """Every combination of the axes, the first axis outermost (as a sweep plans them)."""
     names = list(axes)
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+def _tokenizer():
+    """A CLIP tokenizer with one token per byte-level character (no merges), as the demo weights build theirs."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    chars = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def build_tiny_clip(folder):
+    """A randomly initialised CLIP (16-wide, one layer, 32-pixel images) saved like a real checkpoint, and marked
+    as random weights."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    from kandinsky_nb.quality import mark_random_weights
+
+    tokenizer = _tokenizer()
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 77,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        projection_dim=PROJECTION,
+    )
+    torch.manual_seed(0)
+    CLIPModel(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    mark_random_weights(folder, "tiny random CLIP for the quality tests")
+    return folder

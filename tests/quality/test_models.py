@@ -8,66 +8,13 @@ import re
 
 import numpy as np
 import pytest
-from quality_testkit import scene
+from quality_testkit import PROJECTION, scene
 
 pytest.importorskip("transformers", reason="needs the 'local' extra")
 torch = pytest.importorskip("torch", reason="needs the 'local' extra")
 
 from kandinsky_nb.errors import ConfigurationError  # noqa: E402
-from kandinsky_nb.quality import AESTHETIC_HEAD_URL, AestheticScore, CLIPScore, mark_random_weights  # noqa: E402
-
-PROJECTION = 8
-
-
-def _tokenizer():
-    """A CLIP tokenizer with one token per byte-level character (no merges), as the demo weights build theirs."""
-    from tokenizers import pre_tokenizers
-    from transformers import CLIPTokenizer
-
-    chars = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    """A randomly initialised CLIP (16-wide, one layer, 32-pixel images) saved like a real checkpoint, and marked
-    as random weights."""
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
-
-    folder = tmp_path_factory.mktemp("tiny-random-clip")
-    tokenizer = _tokenizer()
-    config = CLIPConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 16,
-            "intermediate_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "max_position_embeddings": 77,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        },
-        vision_config={
-            "hidden_size": 16,
-            "intermediate_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
-        },
-        projection_dim=PROJECTION,
-    )
-    torch.manual_seed(0)
-    CLIPModel(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
-    mark_random_weights(folder, "tiny random CLIP for the quality tests")
-    return folder
+from kandinsky_nb.quality import AESTHETIC_HEAD_URL, AestheticScore, CLIPScore  # noqa: E402
 
 
 def _forward(folder, images, prompts):
