@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import pydantic
 
-from .._media import sniff_format
+from .._media import decode_data_uri, sniff_format
 from ..errors import APIError, KandinskyNBError, PollTimeoutError, ResponseValidationError
 from ..types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult, WireError
 from .envelope import OUTPUT_FIELDS, Envelope, MalformedResponse, is_terminal_item, parse_envelope
@@ -179,17 +179,17 @@ def _item_key(item: Mapping[str, Any]) -> str:
 def decode_inline_image(item: Mapping[str, Any]) -> bytes | None:
     """The bytes of an image delivered inline (``imageBase64Data`` or ``imageDataURI``), else None.
     Raises ValueError when the inline text is not base64."""
-    text = item.get("imageBase64Data")
-    if not text and isinstance(item.get("imageDataURI"), str):
-        head, _, text = item["imageDataURI"].partition(",")
-        if not head.startswith("data:") or ";base64" not in head:
-            raise ValueError("imageDataURI is not a base64 data URI")
-    if not text:
-        return None
+    text, uri = item.get("imageBase64Data"), item.get("imageDataURI")
     try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
+        if text:
+            return base64.b64decode(text, validate=True)
+        if uri:
+            if not isinstance(uri, str) or not uri.startswith("data:") or ";base64," not in uri:
+                raise ValueError("imageDataURI is not a base64 data URI")
+            return decode_data_uri(uri)
+    except binascii.Error as exc:
         raise ValueError(f"the inline image is not valid base64 ({exc})") from exc
+    return None
 
 
 # -- per-task bookkeeping -------------------------------------------------------------------------------------------

@@ -474,3 +474,13 @@ def test_result_items_are_read_back_into_the_same_image(output_type):
     else:
         assert decode_inline_image(item) == png
     assert set(OUTPUT_FIELDS) == set(spec.OUTPUT_TYPES)
+
+
+def test_inline_images_are_decoded_and_broken_ones_refused():
+    png = base64.b64decode(png_b64())
+    assert decode_inline_image({"imageBase64Data": png_b64()}) == png
+    assert decode_inline_image({"imageDataURI": "data:image/png;base64," + png_b64()}) == png
+    assert decode_inline_image({"imageURL": "http://x/u.png"}) is None
+    for broken in ({"imageBase64Data": "not base64!"}, {"imageDataURI": "image/png," + png_b64()}):
+        with pytest.raises(ValueError, match="base64"):
+            decode_inline_image(broken)
