@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "DEFAULT_THRESHOLDS",
     "DEMO_NOTE",
     "REFERENCE_GROUP",
     "SETTING",
@@ -53,6 +54,8 @@ REFERENCE_GROUP: tuple[str, ...] = ("prompt", "negative_prompt", "seed", "size")
 # What a researcher chooses (and pays for); scores are averaged over everything else (seeds, prompts).
 SETTING: tuple[str, ...] = ("size", "scheduler", "CFGScale", "steps")
 DEMO_NOTE = "demo weights: images are noise, so these scores measure noise"
+# "The same picture" for the comparison metrics: SSIM 0.95 is hard to tell apart by eye, PSNR 30 dB a close copy.
+DEFAULT_THRESHOLDS: dict[str, float] = {"ssim": 0.95, "psnr": 30.0}
 _X_LABELS = {"cost_usd": "USD per image", "latency_s": "seconds per image"}
 
 
@@ -168,15 +171,17 @@ def setting_scores(frame: pd.DataFrame, metric: str = "ssim", *, by: Sequence[st
 def fewest_steps(
     frame: pd.DataFrame,
     metric: str = "ssim",
-    threshold: float = 0.95,
+    threshold: float | None = None,
     *,
     by: Sequence[str] = ("size", "scheduler", "CFGScale"),
 ) -> pd.DataFrame:
     """For each scheduler and CFG (``by``), the fewest steps whose mean score reaches ``threshold``, with what that
     setting costs per image and as a share of the reference's cost. Where no step count reaches it, ``reached`` is
-    False, ``steps`` is ``<NA>`` and ``score`` is the best score seen."""
+    False, ``steps`` is ``<NA>`` and ``score`` is the best score seen. ``threshold`` defaults to
+    :data:`DEFAULT_THRESHOLDS` of the metric."""
     import pandas as pd
 
+    threshold = _threshold(metric, threshold)
     table = setting_scores(frame, metric, by=[*by, "steps"])
     keys = [column for column in by if column in table.columns]
     records = []
@@ -298,9 +303,22 @@ class Recommendation:
         printer.text(str(self))
 
 
-def recommend(frame: pd.DataFrame, metric: str = "ssim", threshold: float = 0.95) -> Recommendation:
-    """The cheapest setting whose mean score reaches ``threshold`` (or, if none does, the best-scoring one), said in
-    one line by ``str()``: "UniPC, CFG 5, 22 steps gives 0.97 SSIM of the 50-step image at 44% of its cost"."""
+def _threshold(metric: str, threshold: float | None) -> float:
+    if threshold is not None:
+        return float(threshold)
+    if metric not in DEFAULT_THRESHOLDS:
+        raise ConfigurationError(
+            f"threshold=None: {metric!r} has no default threshold (only {', '.join(DEFAULT_THRESHOLDS)} do); pass "
+            "the score a setting must reach, e.g. threshold=0.5"
+        )
+    return DEFAULT_THRESHOLDS[metric]
+
+
+def recommend(frame: pd.DataFrame, metric: str = "ssim", threshold: float | None = None) -> Recommendation:
+    """The cheapest setting whose mean score reaches ``threshold`` (default: :data:`DEFAULT_THRESHOLDS` of the
+    metric), or, if none does, the best-scoring one; said in one line by ``str()``: "UniPC, CFG 5, 22 steps gives
+    0.97 SSIM of the 50-step image at 44% of its cost"."""
+    threshold = _threshold(metric, threshold)
     table = setting_scores(frame, metric)
     if table.empty:
         raise ConfigurationError(

@@ -31,7 +31,7 @@ def _register() -> None:
     """Attach the subcommands. Each module imports only click at load time; heavy parts load when a command runs."""
     import importlib
 
-    for module_name in ("generate", "serve", "demo", "sweep", "runs", "weights"):
+    for module_name in ("generate", "serve", "demo", "sweep", "runs", "score", "weights"):
         main.add_command(importlib.import_module(f"{__name__}.{module_name}").command)
 
 
