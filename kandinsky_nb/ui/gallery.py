@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from ..errors import ConfigurationError
 from ..html import DEMO_NOTE, STYLE, format_seconds, format_usd, html_from_params, thumbnail
 from ..types import ImageInferenceRequest
 from ._common import ErrorArea, css
@@ -42,12 +43,12 @@ class GalleryState:
 
 def select_rows(frame: pd.DataFrame, query: str = "", limit: int = DEFAULT_LIMIT) -> tuple[pd.DataFrame, int]:
     """The newest ``limit`` rows with an image that match ``query`` (a pandas query), and how many matching rows
-    failed. Raises ValueError with the query's problem when it does not parse."""
+    failed. Raises ConfigurationError with the query's problem when it does not parse."""
     if query.strip():
         try:
             frame = frame.query(query)
         except Exception as exc:  # pandas raises many types for a bad expression; the user needs the message
-            raise ValueError(
+            raise ConfigurationError(
                 f"the query {query!r} did not run: {exc}. Use column names of session.runs.df, "
                 "e.g. \"steps >= 30 and scheduler == 'Euler'\"."
             ) from exc
@@ -224,7 +225,7 @@ class Gallery(widgets.VBox):
     def reuse(self) -> GeneratePanel:
         """Put the opened image's parameters (seed included) into the GeneratePanel, opening one if needed."""
         if self.state.selected_id is None:
-            raise ValueError("no image is open; click a thumbnail's button first, then Reuse.")
+            raise ConfigurationError("no image is open; click a thumbnail's button first, then Reuse.")
         request = request_from_row(self._rows[self.state.selected_id])
         if self.panel is None:
             from .generate import GeneratePanel

@@ -20,6 +20,8 @@ from .. import spec
 from .._media import data_uri
 from ..errors import FieldProblem, UnsupportedByEngineError
 from ..html import STYLE, format_seconds, format_usd, html_from_problems, html_from_request_json, thumbnail
+from ..planning import pricing
+from ..planning.estimates import Estimate
 from ..types import Generation, ImageInferenceRequest
 from . import state as st
 from ._common import ErrorArea, css, limit_slider, number_box, run_in_background, session_or_default
@@ -130,7 +132,6 @@ class GeneratePanel(widgets.VBox):
         self.binding: FormBinding[st.GenerateState] = FormBinding(
             lambda: self.state, self._on_edit, wrap=self.errors.guard("Generate form")
         )
-        self._latency_per_unit: float | None = None  # seconds per (megapixel x step x image), measured here
 
         self.controls: dict[str, widgets.Widget] = {}
         self._problem_labels: dict[str, widgets.HTML] = {}
@@ -566,7 +567,8 @@ class GeneratePanel(widgets.VBox):
             return
         self.json_preview.value = html_from_request_json(self.request.to_wire())
         self.code_area.value = st.code_for_request(self.request)
-        cost, source, seconds = self._estimate(self.request)
+        estimate = self._estimate(self.request)
+        cost, source, seconds = estimate.cost_usd, estimate.cost_source, estimate.seconds
         self.cost_label.value = (
             f"<b>Estimated cost:</b> {format_usd(cost)} ({html.escape(source)}; "
             f"{self.request.width}x{self.request.height}, {self.request.effective('steps')} steps, "
@@ -584,12 +586,10 @@ class GeneratePanel(widgets.VBox):
         warning = " — <b>not enough for this request</b>" if left is not None and cost > left else ""
         return f"<br><small>Budget: {format_usd(budget.spent)} spent of {format_usd(budget.cap)}{warning}</small>"
 
-    def _estimate(self, request: ImageInferenceRequest) -> tuple[float, str, float | None]:
-        """Cost, where the figure comes from, and seconds: the session's fitted models when it has them."""
-        if self._session is None:
-            return st.estimate_cost(request), "list price", None
-        estimate = self._session.estimate(request)
-        return estimate.cost_usd, estimate.cost_source, estimate.seconds
+    def _estimate(self, request: ImageInferenceRequest) -> Estimate:
+        """THE estimate (planning.pricing): the session's model of its logged runs, or the list price without one. The
+        figure shown is the one the budget reserves."""
+        return pricing.estimate(request, None if self._session is None else self._session.cost_model())
 
     # -- Generate ----------------------------------------------------------------------------------------------
     def _on_generate(self, _button: Any) -> None:
@@ -613,10 +613,8 @@ class GeneratePanel(widgets.VBox):
         )
 
     def _expected_seconds(self, request: ImageInferenceRequest) -> float | None:
-        if self._latency_per_unit is not None:
-            return self._latency_per_unit * _work_units(request)
         try:
-            return self._estimate(request)[2]
+            return self._estimate(request).seconds
         except Exception:  # an estimate is a nicety; never let it break a run
             return None
 
@@ -682,9 +680,6 @@ class GeneratePanel(widgets.VBox):
     def _finished(self, generation: Generation) -> None:
         self.run_state.results.append(generation)
         self.run_state.end("success")
-        units = _work_units(generation.request)
-        if units and generation.latency_s:
-            self._latency_per_unit = generation.latency_s / units
         self._refresh()  # a new request (its own taskUUID) for the next click, and the button drawn enabled
         self.status.value = (
             f"Done: {len(generation.images)} image(s) in {format_seconds(generation.latency_s)}, "
@@ -699,8 +694,3 @@ class GeneratePanel(widgets.VBox):
                 callback(generation)
             except Exception as exc:  # a listener's failure is shown, and never undoes the generation
                 self.errors.show(exc, "after Generate")
-
-
-def _work_units(request: ImageInferenceRequest) -> float:
-    """Megapixels x steps x images: what a generation's time and price scale with."""
-    return request.size.megapixels * int(request.effective("steps")) * int(request.effective("numberResults"))

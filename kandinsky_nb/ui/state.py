@@ -1,7 +1,7 @@
 """The panels' state as plain Python, and the pure decisions made on it.
 
 A panel is a thin view: every value a user can set lives in a dataclass here, and every decision (which JSON is sent,
-which problem belongs next to which control, what a request costs, the Python code that reproduces it) is a plain
+which problem belongs next to which control, the Python code that reproduces it) is a plain
 function of that state. Tests set and read these objects; the widgets only mirror them.
 
 Control keys are the request's wire paths (``"steps"``, ``"safety.mode"``, ``"acceleratorOptions.cacheEndStep"``),
@@ -17,7 +17,6 @@ from typing import Any
 
 from .. import spec
 from ..errors import FieldProblem, RequestValidationError
-from ..planning.pricing import list_price
 from ..types import ImageInferenceRequest
 
 __all__ = [
@@ -29,7 +28,6 @@ __all__ = [
     "build_request",
     "code_for_request",
     "control_for_problem",
-    "estimate_cost",
     "problems_by_control",
     "state_from_request",
     "validate_state",
@@ -290,7 +288,7 @@ def problems_by_control(problems: list[FieldProblem], known: set[str] | frozense
     return grouped
 
 
-# -- request -> state, code, cost ----------------------------------------------------------------------------------
+# -- request -> state, code ----------------------------------------------------------------------------------------
 
 
 def state_from_request(request: ImageInferenceRequest) -> GenerateState:
@@ -340,11 +338,6 @@ def state_from_request(request: ImageInferenceRequest) -> GenerateState:
         ref.read_bytes() for ref in request.referenceImages or [] if ref.kind in ("bytes", "path", "data_uri", "base64")
     ]
     return state
-
-
-def estimate_cost(request: ImageInferenceRequest) -> float:
-    """The list-price estimate of a request in USD (megapixels x steps x images, scaled from the model page)."""
-    return list_price(request)
 
 
 def code_for_request(request: ImageInferenceRequest, *, session_name: str = "session") -> str:

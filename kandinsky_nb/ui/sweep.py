@@ -18,6 +18,7 @@ import ipywidgets as widgets
 
 from .. import spec
 from .._media import data_uri
+from ..errors import SweepError
 from ..html import DEMO_NOTE, STYLE, format_seconds, format_usd, html_from_problems, thumbnail
 from ..types import ImageInferenceRequest
 from ._common import ErrorArea, css, run_in_background, session_or_default
@@ -223,7 +224,7 @@ class SweepPanel(widgets.VBox):
             return base
         request = getattr(base, "request", None)  # a GeneratePanel
         if request is None:
-            raise ValueError("the GeneratePanel this sweep starts from is invalid; fix it first (see its problems)")
+            raise SweepError("the GeneratePanel this sweep starts from is invalid; fix it first (see its problems)")
         return request
 
     def replan(self) -> None:
@@ -259,7 +260,7 @@ class SweepPanel(widgets.VBox):
             return self.task
         self.replan()
         if self.plan is None:
-            raise ValueError("the sweep cannot run: " + "; ".join(self.problems))
+            raise SweepError("the sweep cannot run: " + "; ".join(self.problems))
         plan = self.plan
         self._begin(plan)
         self.task = run_in_background(lambda: self._arun(plan), lambda: self._run_now(plan))
@@ -268,7 +269,7 @@ class SweepPanel(widgets.VBox):
     def contact_sheet(self) -> Any:
         """Draw the sweep's labelled contact sheet (``plan.grid()``: X across, Y down, failed cells as placeholders)."""
         if self.plan is None:
-            raise ValueError("there is no valid sweep to draw; fix the problems shown above first.")
+            raise SweepError("there is no valid sweep to draw; fix the problems shown above first.")
         self.sheet = self.plan.grid()
         self.sheet_image.value = self.sheet._repr_png_()
         self.sheet_image.layout.display = None
