@@ -52,6 +52,12 @@ class CellOutcome:
         return cls(job, Outcome.FAILED, error)
 
 
+def _describe(error: Exception | None) -> str:
+    """An error's type and message, with the notes that say what it meant for the run."""
+    notes = getattr(error, "__notes__", None) or []
+    return " ".join([f"{type(error).__name__}: {error}", *notes])
+
+
 @dataclass
 class SweepReport:
     """The outcome of one run of a sweep."""
@@ -76,7 +82,7 @@ class SweepReport:
                 {
                     "cell": outcome.job.cell.coords,
                     "task_uuid": outcome.job.request.taskUUID,
-                    "error": f"{type(outcome.error).__name__}: {outcome.error}",
+                    "error": _describe(outcome.error),
                 }
             )
         else:

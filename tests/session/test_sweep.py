@@ -290,3 +290,19 @@ async def test_batches_send_several_cells_in_one_request(server, tmp_path, mode)
     posts = [body for body in state.received if any(t.get("taskType") == "imageInference" for t in body)]
     assert sorted(len(body) for body in posts) == [4, 4, 4]
     assert set(state.generations.values()) == {1}
+
+
+def test_a_pending_cell_whose_lookup_fails_stays_pending_and_is_not_sent(tmp_path):
+    engine = PricedEngine(delay=0.4)
+    with served(engine) as (url, state):
+        session = Session(runware(url, poll_timeout=0.1), home=tmp_path)
+        plan = session.sweep(PROMPT, name="offline", steps=[10], deliveryMethod="async")
+        assert plan.run(progress=False).failed == 1
+        assert plan.status() == {"pending": 1}
+    # The engine cannot be asked any more: the cell's outcome says so, and nothing is sent in its place.
+    report = plan.run(progress=False)
+    assert (report.ok, report.failed) == (0, 1)
+    assert "was not sent again" in report.errors[0]["error"]
+    assert plan.status() == {"pending": 1}
+    session.close()
+    assert list(state.generations.values()) == [1]
