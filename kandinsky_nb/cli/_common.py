@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..planning import SweepReport
+    from ..session import Session, SweepPlan
 
 # The run-log folder option every command that logs takes (one definition, one help text).
 home_option = click.option(
@@ -15,14 +22,21 @@ home_option = click.option(
 )
 
 
-def short_table(frame: Any, columns: list[str], limit: int = 20) -> str:
+def short_table(frame: pd.DataFrame, columns: list[str], limit: int = 20) -> str:
     """A plain-text table of some columns of a DataFrame (the last ``limit`` rows)."""
     present = [c for c in columns if c in frame.columns]
     view = frame[present].tail(limit)
     return view.to_string(index=False, max_colwidth=40) if len(view) else "(no rows)"
 
 
-def run_sweep_and_report(session: Any, plan: Any, out: Path, *, concurrency: int | None, echo: Any = click.echo) -> Any:
+def run_sweep_and_report(
+    session: Session,
+    plan: SweepPlan,
+    out: Path,
+    *,
+    concurrency: int | None,
+    echo: Callable[[str], Any] = click.echo,
+) -> SweepReport:
     """Estimate, run, draw and export a sweep; print where everything is. Returns the report."""
     echo(str(plan))
     echo(str(plan.estimate(concurrency)))
