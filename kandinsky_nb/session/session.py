@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import Backend
-from ..errors import APIConnectionError, APIError, ConfigurationError, PollTimeoutError, RunLogError, TaskError
+from ..errors import (
+    APIConnectionError,
+    APIError,
+    ConfigurationError,
+    KandinskyNBError,
+    PollTimeoutError,
+    RunLogError,
+    TaskError,
+)
 from ..planning import CellRef, CostModel, Estimate, SweepEstimate, build_request, design_sweep
 from ..runlog import RunLog
 from ..runlog.store import UNANSWERED
@@ -215,7 +223,7 @@ class Session:
         for index, request in enumerate(requests):
             try:
                 attempts.append((index, self._begin(request, cells[index] if cells is not None else None)))
-            except Exception as error:  # refused before sending (budget, engine check): that slot only
+            except KandinskyNBError as error:  # refused before sending (budget, engine check): that slot only
                 outcomes[index] = error
         return outcomes, attempts
 
