@@ -115,7 +115,7 @@ def local_vs_cloud(
 
 
 def _scatter(frame: pd.DataFrame, x: str, value: str, ylabel: str, title: str, model: LinearModel | None) -> Figure:
-    from matplotlib.figure import Figure
+    from ._figures import NotebookFigure as Figure  # shows as an image in a notebook, with or without %matplotlib
 
     figure = Figure(figsize=(6, 4), layout="constrained")
     axes = figure.add_subplot()

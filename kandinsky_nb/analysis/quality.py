@@ -379,7 +379,7 @@ def plot_frontier(
 ) -> Figure:
     """Every setting's mean score against its cost (or latency) per image, one colour per scheduler, steps written
     beside each point; the Pareto frontier as a line, the reference setting as a star."""
-    from matplotlib.figure import Figure
+    from ._figures import NotebookFigure as Figure  # shows as an image in a notebook, with or without %matplotlib
 
     table = _with_frontier(frame, metric, x, SETTING)
     finite = table[table["score"].map(math.isfinite)]
@@ -429,7 +429,7 @@ def plot_frontier(
 def plot_convergence(frame: pd.DataFrame, metric: str = "ssim", *, threshold: float | None = None) -> Figure:
     """Mean score against steps, one line per scheduler and CFG (per size when sizes vary): where each setting
     converges to its reference, and how fast."""
-    from matplotlib.figure import Figure
+    from ._figures import NotebookFigure as Figure  # shows as an image in a notebook, with or without %matplotlib
 
     table = setting_scores(frame, metric)
     table = table[table["score"].map(math.isfinite)]
