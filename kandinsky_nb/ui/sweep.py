@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,15 @@ import ipywidgets as widgets
 
 from .. import spec
 from .._media import data_uri
-from ..errors import SweepError
+from ..errors import KandinskyNBError, RequestValidationError, SweepError
 from ..html import DEMO_NOTE, STYLE, format_seconds, format_usd, html_from_problems, thumbnail
+from ..planning.sweep import design_sweep
 from ..types import ImageInferenceRequest
 from ._common import ErrorArea, css, run_in_background, session_or_default
 from .binding import FormBinding
 from .state import RunState
 
-__all__ = ["SweepPanel", "SweepState", "sweep_arguments"]
+__all__ = ["SweepPanel", "SweepState", "sweep_arguments", "sweep_form_problems"]
 
 # The numeric axes typed as text (lists or ranges), in the order they are offered.
 TEXT_AXES: dict[str, str] = {
@@ -34,6 +36,20 @@ TEXT_AXES: dict[str, str] = {
     "seed": "e.g. 1-4 or 7, 42",
 }
 _GRID_THUMB = 128
+# Where problems that belong to no single field are shown (above the summary).
+GENERAL = "general"
+# The form's fields, each with its own problem line; the keys are SweepState's names for them.
+FIELDS = ("prompt", "name", *TEXT_AXES, "scheduler", "size", "prompts", GENERAL)
+# A request field named in a problem -> the form field that sets it.
+_FIELD_OF_REQUEST = {
+    "positivePrompt": "prompt",
+    "width": "size",
+    "height": "size",
+    "width/height": "size",
+    "scheduler": "scheduler",
+    **{axis: axis for axis in TEXT_AXES},
+}
+_PLACEHOLDER_PROMPT = "a placeholder prompt"
 _POLL_SECONDS = 0.5
 
 
@@ -64,6 +80,37 @@ def sweep_arguments(state: SweepState) -> dict[str, Any]:
     return axes
 
 
+def _problems_of(make: Callable[[], Any]) -> list[str]:
+    """The problem text of building something (empty when it builds)."""
+    try:
+        make()
+    except KandinskyNBError as exc:
+        return [str(exc)]
+    return []
+
+
+def sweep_form_problems(state: SweepState, *, has_base: bool = False) -> dict[str, list[str]]:
+    """Every problem of the form, by the field that shows it: each field is checked on its own (its values parsed
+    and validated as the sweep would), so one bad field never hides another. Engine refusals and problems that
+    only appear when fields combine are found when the whole sweep is planned."""
+    problems: dict[str, list[str]] = {}
+    prompts = [line.strip() for line in state.prompts.splitlines() if line.strip()]
+    prompt = state.prompt.strip()
+    if prompt:
+        problems["prompt"] = _problems_of(lambda: design_sweep(prompt, axes={}))
+    elif not prompts and not has_base:
+        problems["prompt"] = ["Type a prompt, or prompts one per line below (or start from a GeneratePanel: base=)."]
+    for axis in TEXT_AXES:
+        text = state.axes.get(axis, "")
+        if text.strip():
+            problems[axis] = _problems_of(
+                lambda axis=axis, text=text: design_sweep(_PLACEHOLDER_PROMPT, axes={axis: text})
+            )
+    if prompts:
+        problems["prompts"] = _problems_of(lambda: design_sweep(None, axes={"positivePrompt": prompts}))
+    return {field: found for field, found in problems.items() if found}
+
+
 class SweepPanel(widgets.VBox):
     """Plan, price, run, cancel and resume a sweep from the mouse.
 
@@ -78,7 +125,8 @@ class SweepPanel(widgets.VBox):
         self.state = state or SweepState()
         self.plan: Any = None
         self.estimate: Any = None
-        self.problems: list[str] = []
+        self.problems: list[str] = []  # every problem shown, in form order
+        self.problems_by_field: dict[str, list[str]] = {}
         self.task: asyncio.Task[Any] | None = None
         self.run_state = RunState()
         self.errors = ErrorArea("knb-sweep-errors", self.run_state.errors)
@@ -90,7 +138,6 @@ class SweepPanel(widgets.VBox):
 
         self.prompt = css(
             widgets.Textarea(
-                continuous_update=False,  # replanning validates every cell: do it when a field is left, not per key
                 description="Prompt",
                 placeholder="the prompt of every cell",
                 layout=widgets.Layout(width="100%"),
@@ -98,14 +145,12 @@ class SweepPanel(widgets.VBox):
             "knb-sweep-prompt",
         )
         self.name = css(
-            widgets.Text(
-                description="Name", placeholder="a short name; re-running it resumes", continuous_update=False
-            ),
+            widgets.Text(description="Name", placeholder="a short name; re-running it resumes"),
             "knb-sweep-name",
         )
         self.axis_texts = {
             axis: css(
-                widgets.Text(description=axis, placeholder=hint, continuous_update=False),
+                widgets.Text(description=axis, placeholder=hint),
                 "knb-sweep-axis",
                 f"knb-sweep-{axis}",
             )
@@ -113,7 +158,6 @@ class SweepPanel(widgets.VBox):
         }
         self.prompts = css(
             widgets.Textarea(
-                continuous_update=False,  # replanning validates every cell: do it when a field is left, not per key
                 description="prompts",
                 placeholder="optional: one prompt per line, swept as an axis",
                 layout=widgets.Layout(width="100%", height="56px"),
@@ -132,7 +176,11 @@ class SweepPanel(widgets.VBox):
         )
         self.concurrency = widgets.BoundedIntText(value=self.state.concurrency, min=1, max=32, description="in flight")
         self.summary = css(widgets.HTML(""), "knb-sweep-summary")
-        self.problem_label = css(widgets.HTML(""), "knb-sweep-problems")
+        # One problem line per field, under it; edits apply as typed, so a fixed field's problem goes at once.
+        self.problem_labels = {
+            field: css(widgets.HTML(""), "knb-problem", "knb-sweep-problems", f"knb-sweep-problem-{field}")
+            for field in FIELDS
+        }
         self.run_button = css(
             widgets.Button(
                 description="Run / resume",
@@ -149,6 +197,7 @@ class SweepPanel(widgets.VBox):
         # Hidden until there is a sheet: an empty Image widget shows as a broken-image icon.
         self.sheet_image = css(widgets.Image(format="png", layout={"display": "none"}), "knb-sweep-sheet")
         self.sheet: Any = None
+        self._sheet_of: str | None = None  # the name of the sweep the sheet shows
         self.cancel_button = css(widgets.Button(description="Cancel", icon="stop", disabled=True), "knb-sweep-cancel")
         self.progress = css(widgets.IntProgress(value=0, min=0, max=1, description="cells"), "knb-sweep-progress")
         self.progress_label = css(widgets.HTML(""), "knb-sweep-progress-label")
@@ -173,12 +222,18 @@ class SweepPanel(widgets.VBox):
         super().__init__(
             children=[
                 widgets.HTML(STYLE),
-                self.prompt,
-                self.name,
-                widgets.HBox([widgets.VBox(list(self.axis_texts.values())), self.schedulers, self.sizes]),
-                self.prompts,
+                self._with_problems("prompt", self.prompt),
+                self._with_problems("name", self.name),
+                widgets.HBox(
+                    [
+                        widgets.VBox([self._with_problems(axis, text) for axis, text in self.axis_texts.items()]),
+                        self._with_problems("scheduler", self.schedulers),
+                        self._with_problems("size", self.sizes),
+                    ]
+                ),
+                self._with_problems("prompts", self.prompts),
                 self.concurrency,
-                self.problem_label,
+                self.problem_labels[GENERAL],
                 self.summary,
                 widgets.HBox([self.run_button, self.cancel_button, self.progress, self.progress_label]),
                 self.errors.widget,
@@ -192,7 +247,15 @@ class SweepPanel(widgets.VBox):
         self._write_widgets()
         self.errors.guard("Sweep form")(self.replan)()
 
+    def _with_problems(self, field: str, control: widgets.Widget) -> widgets.VBox:
+        return widgets.VBox([control, self.problem_labels[field]])
+
     # -- public API --------------------------------------------------------------------------------------------
+    @property
+    def problem_label(self) -> widgets.HTML:
+        """Where problems that belong to no single field are shown."""
+        return self.problem_labels[GENERAL]
+
     @property
     def running(self) -> bool:
         """Whether a sweep is running from this panel."""
@@ -228,13 +291,17 @@ class SweepPanel(widgets.VBox):
         return request
 
     def replan(self) -> None:
-        """Build the plan from the form and estimate it (nothing is sent); problems are shown, not raised."""
-        self.plan, self.estimate, self.problems = None, None, []
-        base = self.base_request()
-        prompt = self.state.prompt.strip() or None
-        if base is None and prompt is None and not self.state.prompts.strip():
-            self.problems = ["Type a prompt, or prompts one per line (or give base=GeneratePanel/request)."]
-        else:
+        """Build the plan from the form and estimate it (nothing is sent); problems are shown next to their fields,
+        not raised."""
+        self.plan, self.estimate = None, None
+        base, found = None, {}
+        try:
+            base = self.base_request()
+        except KandinskyNBError as exc:
+            found = {GENERAL: [str(exc)]}
+        found = found or sweep_form_problems(self.state, has_base=base is not None)
+        if not found:
+            prompt = self.state.prompt.strip() or None
             try:
                 self.plan = self.session.sweep(
                     prompt if base is None else None,
@@ -243,15 +310,30 @@ class SweepPanel(widgets.VBox):
                     **sweep_arguments(self.state),
                 )
                 self.estimate = self.plan.estimate(self.state.concurrency)
-            except (
-                Exception
-            ) as exc:  # SweepError / RequestValidationError / UnsupportedByEngineError: the fix is in the text
-                self.problems = [f"{type(exc).__name__}: {exc}"]
-        self.problem_label.value = html_from_problems(self.problems)
+            except RequestValidationError as exc:  # engine refusals too: each problem names its request field
+                for problem in exc.problems:
+                    shown_at = _FIELD_OF_REQUEST.get(problem.field.split(".")[0], GENERAL)
+                    found.setdefault(shown_at, []).append(str(problem))
+            except KandinskyNBError as exc:
+                found = {GENERAL: [str(exc)]}
+        self.problems_by_field = found
+        self.problems = [problem for key in FIELDS for problem in found.get(key, [])]
+        for key, label in self.problem_labels.items():
+            label.value = html_from_problems(found.get(key, []))
         self.summary.value = self._summary_html()
         self._draw_run()
-        if self.plan is not None and not self.running:
+        if self.plan is None:
+            # An invalid form shows no grid or sheet: they would belong to a sweep that is not on screen.
+            self.grid.value, self._grid_signature = "", ()
+            self._hide_sheet()
+        elif not self.running:
+            if self.sheet is not None and self._sheet_of != self.plan.name:
+                self._hide_sheet()
             self._draw_grid()
+
+    def _hide_sheet(self) -> None:
+        self.sheet, self._sheet_of = None, None
+        self.sheet_image.layout.display = "none"
 
     def run(self) -> asyncio.Task[Any] | None:
         """Run (or resume) the planned sweep: a task on the running loop, else synchronously."""
@@ -260,7 +342,7 @@ class SweepPanel(widgets.VBox):
             return self.task
         self.replan()
         if self.plan is None:
-            raise SweepError("the sweep cannot run: " + "; ".join(self.problems))
+            raise SweepError("the sweep cannot run: " + "; ".join(self.problems) + " Fix the fields marked in red.")
         plan = self.plan
         self._begin(plan)
         self.task = run_in_background(lambda: self._arun(plan), lambda: self._run_now(plan))
@@ -270,7 +352,7 @@ class SweepPanel(widgets.VBox):
         """Draw the sweep's labelled contact sheet (``plan.grid()``: X across, Y down, failed cells as placeholders)."""
         if self.plan is None:
             raise SweepError("there is no valid sweep to draw; fix the problems shown above first.")
-        self.sheet = self.plan.grid()
+        self.sheet, self._sheet_of = self.plan.grid(), self.plan.name
         self.sheet_image.value = self.sheet._repr_png_()
         self.sheet_image.layout.display = None
         return self.sheet

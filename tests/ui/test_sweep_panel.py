@@ -18,7 +18,7 @@ def test_sweep_arguments_pass_range_text_and_choices_through():
 
 def test_plan_cost_and_budget_are_shown_before_running(demo_session):
     panel = SweepPanel(demo_session)
-    assert panel.plan is None and panel.run_button.disabled and "prompt" in panel.problem_label.value
+    assert panel.plan is None and panel.run_button.disabled and "prompt" in panel.problem_labels["prompt"].value
     panel.prompt.value = "a red fox"
     panel.axis_texts["steps"].value = "10-12 (+2)"
     panel.axis_texts["CFGScale"].value = "3, 5, 7"
@@ -28,7 +28,7 @@ def test_plan_cost_and_budget_are_shown_before_running(demo_session):
     assert "<b>6</b> cells" in panel.summary.value and "no cap" in panel.summary.value
     assert not panel.run_button.disabled
     panel.axis_texts["steps"].value = "5-7"  # below the documented minimum: the problem is shown, Run disabled
-    assert panel.plan is None and panel.run_button.disabled and "steps" in panel.problem_label.value
+    assert panel.plan is None and panel.run_button.disabled and "steps" in panel.problem_labels["steps"].value
 
 
 def test_a_plan_over_budget_cannot_run(demo_backend, tmp_path):
@@ -93,3 +93,34 @@ def test_prompts_one_per_line_become_an_axis(demo_session):
     prompts = sorted(cell.request.positivePrompt for cell in panel.plan)
     assert prompts == ["a blue whale"] * 2 + ["a red fox"] * 2
     assert "positivePrompt [2]" in panel.summary.value
+
+
+async def test_every_problem_shows_next_to_its_field_and_goes_when_fixed(demo_session):
+    panel = SweepPanel(demo_session)
+    panel.update(prompt="a red fox", name="fox-fields", axes={"steps": "10, 11"})
+    await panel.run()
+    assert panel.grid.value.count("<img") == 2
+    panel.sheet_button.click()
+    assert panel.sheet_image.layout.display is None
+    # Two bad fields at once: each problem under its own field, none in the general line.
+    panel.axis_texts["steps"].value = "5-7"
+    panel.axis_texts["CFGScale"].value = "3, lots"
+    assert "5" in panel.problem_labels["steps"].value and "steps" in panel.problem_labels["steps"].value
+    assert "lots" in panel.problem_labels["CFGScale"].value
+    assert panel.problem_labels["general"].value == "" and panel.problem_labels["prompt"].value == ""
+    assert panel.plan is None and panel.run_button.disabled
+    # The grid and sheet of the last valid sweep are not left on screen under an invalid form.
+    assert panel.grid.value == "" and panel.sheet_image.layout.display == "none"
+    # Fixing one field clears its problem at once (edits apply as typed), the other stays.
+    assert panel.axis_texts["steps"].continuous_update
+    panel.axis_texts["steps"].value = "10, 11"
+    assert panel.problem_labels["steps"].value == "" and "lots" in panel.problem_labels["CFGScale"].value
+    panel.axis_texts["CFGScale"].value = ""
+    assert panel.plan is not None and panel.grid.value.count("<img") == 2
+
+
+def test_an_engine_refusal_shows_under_the_scheduler_field(demo_session):
+    panel = SweepPanel(demo_session)
+    panel.update(prompt="a red fox", schedulers=["Euler", "DDIM"])  # DDIM: not on the local engine
+    assert panel.plan is None and "DDIM" in panel.problem_labels["scheduler"].value
+    assert panel.problem_labels["general"].value == ""
