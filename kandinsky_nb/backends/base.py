@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from ..types import Generation, ImageInferenceRequest
 
@@ -61,7 +62,13 @@ class Backend:
     def resume(self, request: ImageInferenceRequest) -> Generation | None:
         """Look up a task submitted earlier (by its ``taskUUID``) without submitting it again. None means the engine
         has no record of it, so sending it is safe; PollTimeoutError means it is still running (never resend).
-        Default: engines that keep no tasks (a local pipeline) have no record of anything."""
+        Default: an engine that implements only :meth:`aresume` is asked through it (on a private event loop in a
+        worker thread, never on Jupyter's running loop); an engine that implements neither keeps no tasks (a local
+        pipeline) and so has no record of anything."""
+        if type(self).aresume is not Backend.aresume:
+            # Answering "no record" here would let the caller send a task the engine may still be running.
+            with ThreadPoolExecutor(max_workers=1) as worker:
+                return worker.submit(asyncio.run, self.aresume(request)).result()
         return None
 
     async def aresume(self, request: ImageInferenceRequest) -> Generation | None:
