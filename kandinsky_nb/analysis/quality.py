@@ -240,8 +240,8 @@ def _with_frontier(frame: pd.DataFrame, metric: str, x: str, by: Sequence[str]) 
 def _number(value: float) -> str:
     if math.isinf(value):
         return "∞" if value > 0 else "-∞"
-    if abs(value) < 10:
-        return f"{value:.2f}"
+    if abs(value) < 10:  # scores near 1 (SSIM): three significant digits, so 0.999 does not read as 1.00
+        return f"{value:.3g}"
     return f"{value:.1f}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
@@ -354,7 +354,7 @@ def _plain(value: Any) -> Any:
 
 
 def score_caption(row: Mapping[str, Any], metrics: Sequence[str] | None = None) -> str:
-    """A short line of a run's scores for a grid cell or gallery tile: ``"SSIM 0.93 · 24.1 dB PSNR"``; empty when
+    """A short line of a run's scores for a grid cell or gallery tile: ``"SSIM 0.934 · 24.1 dB PSNR"``; empty when
     the row has no score yet. ``metrics`` picks and orders them (default: every ``score_*`` field)."""
     keys = [str(key) for key in list(row.keys())]  # a dict or a DataFrame row (iterating a Series gives values)
     names = metrics if metrics is not None else [key.removeprefix("score_") for key in keys if key.startswith("score_")]

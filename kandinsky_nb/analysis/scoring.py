@@ -47,12 +47,14 @@ class _HasRunLog(Protocol):
 @dataclass
 class ScoringReport:
     """What one scoring pass did: scores computed and stored, scores already stored, images that could not be read,
-    and images whose reference has not run yet."""
+    images whose reference has not run yet, and per metric what each run's score is computed against (as the run
+    log's ``reference`` column holds it: the reference image's sha256, the prompt, or '')."""
 
     computed: int = 0
     cached: int = 0
     unreadable: list[int] = field(default_factory=list)
     waiting_for_reference: int = 0
+    against: dict[str, dict[int, str]] = field(default_factory=dict, repr=False)
 
     def __str__(self) -> str:
         extra = f", {len(self.unreadable)} image files unreadable" if self.unreadable else ""
@@ -108,10 +110,10 @@ def score_runs(
     scorers: Sequence[Scorer | str] | None = None,
     *,
     reference_of: pd.Series | None = None,
-) -> tuple[ScoringReport, dict[str, dict[int, str]]]:
-    """Score the image rows of ``frame`` (rows of ``runs``) that lack a stored score, store the new scores, and return
-    the report with, per metric, what each run was scored against. ``reference_of`` maps run id to reference run id
-    (default: :func:`~kandinsky_nb.analysis.quality.reference_runs` of ``frame``)."""
+) -> ScoringReport:
+    """Score the image rows of ``frame`` (any rows of ``runs``, e.g. a gallery's) that lack a stored score and store
+    the new scores. ``reference_of`` maps run id to reference run id (default:
+    :func:`~kandinsky_nb.analysis.quality.reference_runs` of ``frame``)."""
     chosen = _scorers(scorers)
     images = frame[(frame["status"] == "ok") & frame["image_sha256"].notna()]
     ids = [int(i) for i in images["id"]]
@@ -121,7 +123,7 @@ def score_runs(
     path = dict(zip(ids, images["image_path"], strict=True))
     path_of_sha = {digest: path[run_id] for run_id, digest in sha.items()}
     report = ScoringReport()
-    against: dict[str, dict[int, str]] = {}
+    against = report.against
     todo: dict[str, set[int]] = {}
     for scorer in chosen:
         scored_against = against[scorer.metric] = _references_for(scorer, ids, reference_of, sha, prompt)
@@ -147,12 +149,12 @@ def score_runs(
         for scorer in chosen:
             scored_against = against[scorer.metric]
             kept = [i for i in chunk if i in todo[scorer.metric] and decoded[i] is not None]
-            references = [reference_image(scored_against[i]) if scorer.against == "reference" else None for i in kept]
-            if scorer.against == "reference":  # an unreadable reference: those images wait for it
-                kept, references = (
-                    [i for i, r in zip(kept, references, strict=True) if r is not None],
-                    [r for r in references if r is not None],
-                )
+            references: list[np.ndarray | None] = [None] * len(kept)
+            if scorer.against == "reference":
+                pairs = [(i, reference_image(scored_against[i])) for i in kept]
+                # An image whose reference file is unreadable waits for it, like one whose reference has not run.
+                kept = [i for i, reference in pairs if reference is not None]
+                references = [reference for _, reference in pairs if reference is not None]
             if not kept:
                 continue
             values = scorer.score_many(
@@ -172,7 +174,7 @@ def score_runs(
             )
         if rows:
             report.computed += runs.record_metrics(rows)
-    return report, against
+    return report
 
 
 def _exact_scores(
@@ -225,10 +227,10 @@ def score_sweep(
                 "`kandinsky-nb runs list`"
             )
         reference_of = reference_runs(frame, by=by, planned=planned_reference(runs.sweep_definition(sweep_id)))
-        report, against = score_runs(runs, frame, chosen, reference_of=reference_of)
+        report = score_runs(runs, frame, chosen, reference_of=reference_of)
         frame = runs.dataframe("sweep_id = ?", (sweep_id,))
     frame["reference_id"] = frame["id"].map(reference_of).astype("Int64")
-    frame = _exact_scores(runs, frame, chosen, against)
+    frame = _exact_scores(runs, frame, chosen, report.against)
     frame.attrs["scoring"] = report
     return frame
 

@@ -170,7 +170,7 @@ def test_the_recommendation_in_one_line():
     assert advice.setting == {"size": "1024x1024", "scheduler": "UniPC", "CFGScale": 5.0, "steps": 22}
     assert advice.reference["steps"] == 50 and advice.reached
     strict = recommend(rows, "ssim", 0.999)
-    assert str(strict) == "no cheaper setting reaches 1.00 SSIM of the 50-step image: keep Euler, CFG 5, 50 steps"
+    assert str(strict) == "no cheaper setting reaches 0.999 SSIM of the 50-step image: keep Euler, CFG 5, 50 steps"
     rows["score_sharpness"] = rows["steps"] * 10.0
     none = recommend(rows, "sharpness", 10_000)
     assert str(none) == (
@@ -194,8 +194,8 @@ def test_a_metric_nobody_scored_says_how_to_score_it():
 
 def test_score_captions_for_grid_cells_and_gallery_tiles():
     row = {"id": 3, "score_ssim": 0.934, "score_psnr": 24.07, "score_sharpness": float("nan"), "steps": 20}
-    assert score_caption(row) == "SSIM 0.93 · 24.1 dB PSNR"
-    assert score_caption(pd.Series(row)) == "SSIM 0.93 · 24.1 dB PSNR"
+    assert score_caption(row) == "SSIM 0.934 · 24.1 dB PSNR"
+    assert score_caption(pd.Series(row)) == "SSIM 0.934 · 24.1 dB PSNR"
     assert score_caption(row, ["psnr"]) == "24.1 dB PSNR"
     assert score_caption({"id": 1}) == ""
     assert score_caption({"score_psnr": math.inf}) == "∞ dB PSNR"
@@ -211,7 +211,7 @@ def test_the_frontier_plot_draws_every_setting_the_frontier_and_the_reference():
     frontier_line = next(line for line in axes.get_lines() if line.get_label() == "Pareto frontier")
     assert list(frontier_line.get_xdata()) == pytest.approx(front["cost_usd"].tolist())
     labels = [t.get_text() for t in axes.get_legend().get_texts()]
-    assert labels == ["Euler", "UniPC", "Pareto frontier", "reference", "threshold 0.90"]
+    assert labels == ["Euler", "UniPC", "Pareto frontier", "reference", "threshold 0.9"]
     assert sorted(t.get_text() for t in axes.texts) == ["10", "10", "20", "20", "50"]
     assert axes.get_xlabel() == "USD per image" and axes.get_ylabel() == "SSIM"
     buffer = io.BytesIO()
