@@ -34,7 +34,7 @@ def _where(sweep: str | None, status: str | None) -> tuple[str, list[str]]:
 @click.option("--limit", type=int, default=20, show_default=True, help="Show the last N rows.")
 def list_runs(home: Path | None, sweep: str | None, status: str | None, limit: int) -> None:
     """The latest rows of the log."""
-    from ..runlog import RunLog
+    from ..runlog import METRIC_COLUMN_PREFIX, RunLog
     from ._common import short_table
 
     with RunLog(home) as log:
@@ -43,6 +43,7 @@ def list_runs(home: Path | None, sweep: str | None, status: str | None, limit: i
         click.echo(f"{log.path}: {len(frame)} rows" + (f" (last {limit})" if len(frame) > limit else ""))
         columns = ["id", "created_utc", "status", "engine", "demo", "size", "steps", "CFGScale", "scheduler", "seed"]
         columns += ["cost_usd", "latency_s", "sweep_id", "error_code"]
+        columns += [c for c in frame.columns if c.startswith(METRIC_COLUMN_PREFIX)]  # scores, where stored
         click.echo(short_table(frame, columns, limit))
 
 

@@ -46,3 +46,15 @@ def test_score_refuses_what_it_cannot_do_and_says_what_to_do(runs):
     assert no_threshold.exit_code == 1 and "'sharpness' has no default threshold" in no_threshold.output
     unknown = CliRunner().invoke(main, ["score", "fox", "--home", home, "--scorer", "ssim,fid"])
     assert unknown.exit_code == 1 and "scorer='fid': not a download-free scorer" in unknown.output
+
+
+def test_runs_list_shows_the_stored_scores(runs):
+    log_cells(runs, "fox", CELLS[:2])
+    home = str(runs.home)
+    before = CliRunner().invoke(main, ["runs", "list", "--home", home])
+    assert before.exit_code == 0 and "score_" not in before.output  # no column for a metric nobody stored
+    CliRunner().invoke(main, ["score", "fox", "--home", home, "--scorer", "ssim,sharpness"])
+    after = CliRunner().invoke(main, ["runs", "list", "--home", home, "--sweep", "fox"])
+    assert after.exit_code == 0
+    header = after.output.splitlines()[1].split()
+    assert header[-2:] == ["score_sharpness", "score_ssim"]

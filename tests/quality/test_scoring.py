@@ -12,7 +12,7 @@ from quality_testkit import PROMPT, converging, grid, log_cells
 
 import kandinsky_nb
 from kandinsky_nb.analysis.quality import DEMO_NOTE, recommend
-from kandinsky_nb.analysis.scoring import score_sweep, score_sweep_in_background
+from kandinsky_nb.analysis.scoring import score_runs, score_sweep, score_sweep_in_background
 from kandinsky_nb.errors import ConfigurationError
 from kandinsky_nb.quality import PSNR, SSIM, CLIPScore, Colourfulness, Sharpness
 
@@ -169,3 +169,12 @@ def test_a_demo_sweep_scores_and_says_its_scores_measure_noise(demo_backend, tmp
     assert (frame.loc[frame["steps"] == 20, "score_ssim"] == 1.0).all()
     advice = recommend(frame, "ssim", 0.5)
     assert str(advice).endswith(f"({DEMO_NOTE})") and "of the 20-step image" in str(advice)
+
+
+def test_any_rows_can_be_scored_such_as_a_gallery_of_single_runs(runs):
+    log_cells(runs, "fox", CELLS[:3])
+    gallery = runs.df.tail(2)
+    report = score_runs(runs, gallery, ["sharpness", "colourfulness"])
+    assert report.computed == 4 and set(report.against) == {"sharpness", "colourfulness"}
+    frame = runs.df
+    assert frame["score_sharpness"].notna().tolist() == [False, True, True]
