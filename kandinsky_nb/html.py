@@ -22,8 +22,10 @@ __all__ = [
     "STYLE",
     "THUMBNAIL_SIDE",
     "ImageInfo",
+    "engine_label",
     "format_seconds",
     "format_usd",
+    "html_from_engine",
     "html_from_error",
     "html_from_generation",
     "html_from_image",
@@ -183,6 +185,35 @@ def html_from_generation(
     )
     body = f'<div class="knb-gen">{head}<div class="knb-tiles">{"".join(tiles)}</div></div>'
     return (STYLE if style else "") + body
+
+
+# What each engine is and what its costs mean, said before anything runs.
+_ENGINE_NOTES = {
+    "demo": "the local Kandinsky 5 pipeline on random demo weights: images are noise, for trying the toolkit "
+    "offline; its costs are measured GPU time, not a price",
+    "local": "the Kandinsky 5 pipeline on this machine's GPU; cost = measured GPU seconds × the hourly rate",
+    "runware": "the Runware cloud; costs are what Runware reports per image",
+}
+
+
+def engine_label(engine: str, demo: bool = False) -> str:
+    """The name a person knows the engine by: ``demo`` for the local engine on demo weights (as the README and
+    ``KANDINSKY_NB_ENGINE=demo`` say), else the engine's own name."""
+    return "demo" if demo else engine
+
+
+def html_from_engine(engine: str, demo: bool = False, *, when: str = "") -> str:
+    """One line naming the engine and what its images and costs are (``when``: a note such as "opened at the first
+    Generate")."""
+    label = engine_label(engine, demo)
+    note = _ENGINE_NOTES.get(label, "")
+    badge = ' <span class="knb-demo">demo weights: images are noise</span>' if demo else ""
+    when_html = f" ({html.escape(when)})" if when else ""
+    return (
+        f'<div class="knb-engine">Engine: <b>{html.escape(label)}</b>{when_html}{badge}'
+        + (f'<br><span class="knb-muted">{html.escape(note)}</span>' if note else "")
+        + "</div>"
+    )
 
 
 def html_from_request_json(wire: Mapping[str, Any]) -> str:

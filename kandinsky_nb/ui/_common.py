@@ -13,9 +13,19 @@ from typing import Any, TypeVar
 import ipywidgets as widgets
 
 from .. import spec
-from ..html import html_from_error
+from ..html import engine_label, format_usd, html_from_error
+from ..planning.pricing import LIST_PRICE
 
-__all__ = ["ErrorArea", "css", "limit_slider", "number_box", "run_in_background", "session_or_default"]
+__all__ = [
+    "ErrorArea",
+    "cost_source_note",
+    "css",
+    "limit_slider",
+    "number_box",
+    "run_in_background",
+    "session_or_default",
+    "spent_words",
+]
 
 T = TypeVar("T")
 
@@ -143,3 +153,27 @@ def limit_slider(key: str, description: str, *, value: float | None = None, read
         style=style,
         tooltip=limit.describe(),
     )
+
+
+def cost_source_note(source: str, engine: str, demo: bool = False) -> str:
+    """What an estimate's figure means, in words: a list-price estimate on an engine that is not the cloud is what
+    Runware would charge, not what this engine's run will be logged at."""
+    if source != LIST_PRICE:
+        return source
+    if engine_label(engine, demo) == "runware":
+        return "Runware list price"
+    return (
+        "Runware list price: what the cloud would charge; this engine logs its measured GPU time instead, "
+        "and estimates from it once a few runs are logged"
+    )
+
+
+def spent_words(amount: float, engine: str, demo: bool = False) -> str:
+    """What a session's spend is, in words: money on the cloud, GPU time on a local engine (worth nothing on demo
+    weights, whose images are noise)."""
+    label = engine_label(engine, demo)
+    if label == "runware":
+        return f"spent {format_usd(amount)}"
+    if label == "demo":
+        return f"{format_usd(amount)} of demo GPU time (nothing charged; images are noise)"
+    return f"{format_usd(amount)} of GPU time"

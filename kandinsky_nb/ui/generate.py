@@ -18,13 +18,23 @@ import ipywidgets as widgets
 
 from .. import spec
 from .._media import data_uri
-from ..errors import FieldProblem, UnsupportedByEngineError
-from ..html import STYLE, format_seconds, format_usd, html_from_problems, html_from_request_json, thumbnail
+from ..errors import FieldProblem, KandinskyNBError, UnsupportedByEngineError
+from ..html import (
+    STYLE,
+    format_seconds,
+    format_usd,
+    html_from_engine,
+    html_from_error,
+    html_from_problems,
+    html_from_request_json,
+    thumbnail,
+)
 from ..planning import pricing
 from ..planning.estimates import Estimate
+from ..session.engines import choose_engine
 from ..types import Generation, ImageInferenceRequest
 from . import state as st
-from ._common import ErrorArea, css, limit_slider, number_box, run_in_background, session_or_default
+from ._common import ErrorArea, cost_source_note, css, limit_slider, number_box, run_in_background, session_or_default
 from .binding import FormBinding
 
 __all__ = ["GeneratePanel", "local_scheduler_notes"]
@@ -140,6 +150,7 @@ class GeneratePanel(widgets.VBox):
         super().__init__(children=self._layout(), **box_kwargs)
         css(self, "knb-generate-panel")
         self._write_widgets()
+        self._draw_engine()
         self._refresh()
 
     # -- public API --------------------------------------------------------------------------------------------
@@ -163,6 +174,7 @@ class GeneratePanel(widgets.VBox):
         """The Session this panel runs on (built from the environment on first use when none was given)."""
         if self._session is None:
             self._session = session_or_default(None)
+            self._draw_engine()
         return self._session
 
     def update(self, **changes: Any) -> None:
@@ -383,6 +395,7 @@ class GeneratePanel(widgets.VBox):
             widgets.Textarea(layout=widgets.Layout(width="100%", height="180px"), disabled=False), "knb-code"
         )
         self.results = css(widgets.HTML(""), "knb-results")
+        self.engine_line = css(widgets.HTML(""), "knb-engine-line")
 
     def _layout(self) -> list[widgets.Widget]:
         c = self.controls
@@ -453,6 +466,7 @@ class GeneratePanel(widgets.VBox):
         action_row = widgets.HBox([self.generate_button, self.progress, self.status])
         return [
             widgets.HTML(STYLE),
+            self.engine_line,
             main,
             self.accordion,
             self.cost_label,
@@ -568,7 +582,11 @@ class GeneratePanel(widgets.VBox):
         self.json_preview.value = html_from_request_json(self.request.to_wire())
         self.code_area.value = st.code_for_request(self.request)
         estimate = self._estimate(self.request)
-        cost, source, seconds = estimate.cost_usd, estimate.cost_source, estimate.seconds
+        cost, seconds = estimate.cost_usd, estimate.seconds
+        try:
+            source = cost_source_note(estimate.cost_source, *self._engine())
+        except KandinskyNBError:  # no engine chosen yet (a bad KANDINSKY_NB_ENGINE): the engine line says why
+            source = estimate.cost_source
         self.cost_label.value = (
             f"<b>Estimated cost:</b> {format_usd(cost)} ({html.escape(source)}; "
             f"{self.request.width}x{self.request.height}, {self.request.effective('steps')} steps, "
@@ -585,6 +603,23 @@ class GeneratePanel(widgets.VBox):
         left = budget.left
         warning = " — <b>not enough for this request</b>" if left is not None and cost > left else ""
         return f"<br><small>Budget: {format_usd(budget.spent)} spent of {format_usd(budget.cap)}{warning}</small>"
+
+    def _engine(self) -> tuple[str, bool]:
+        """The engine's name and whether it runs demo weights: the session's, or (before one is opened) the one the
+        environment chooses."""
+        if self._session is not None:
+            return self._session.engine, bool(self._session.demo)
+        name = choose_engine()
+        return ("local", True) if name == "demo" else (name, False)
+
+    def _draw_engine(self) -> None:
+        try:
+            engine, demo = self._engine()
+        except KandinskyNBError as exc:  # a bad KANDINSKY_NB_ENGINE: say so where the engine is named
+            self.engine_line.value = html_from_error(exc, context="Engine")
+            return
+        when = "" if self._session is not None else "chosen from the environment; opened at the first Generate"
+        self.engine_line.value = html_from_engine(engine, demo, when=when)
 
     def _estimate(self, request: ImageInferenceRequest) -> Estimate:
         """THE estimate (planning.pricing): the session's model of its logged runs, or the list price without one. The

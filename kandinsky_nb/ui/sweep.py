@@ -23,7 +23,7 @@ from ..errors import KandinskyNBError, RequestValidationError, SweepError
 from ..html import DEMO_NOTE, STYLE, format_seconds, format_usd, html_from_problems, thumbnail
 from ..planning.sweep import design_sweep
 from ..types import ImageInferenceRequest
-from ._common import ErrorArea, css, run_in_background, session_or_default
+from ._common import ErrorArea, cost_source_note, css, run_in_background, session_or_default, spent_words
 from .binding import FormBinding
 from .state import RunState
 
@@ -109,6 +109,19 @@ def sweep_form_problems(state: SweepState, *, has_base: bool = False) -> dict[st
     if prompts:
         problems["prompts"] = _problems_of(lambda: design_sweep(None, axes={"positivePrompt": prompts}))
     return {field: found for field, found in problems.items() if found}
+
+
+def report_words(report: Any, engine: str, demo: bool = False) -> str:
+    """A finished run of a sweep in words (what its cost means depends on the engine: see spent_words)."""
+    ran = report.ok + report.failed
+    if ran == 0 and report.not_run == 0:
+        return f"All {report.skipped_done} cells were already done: nothing was run."
+    recovered = f" ({report.resumed} recovered by taskUUID)" if report.resumed else ""
+    stopped = f"; stopped: {report.stopped_by}" if report.stopped_by else ""
+    return (
+        f"{report.ok} ok{recovered}, {report.failed} failed, {report.skipped_done} already done, "
+        f"{report.not_run} not run · {spent_words(report.spent_usd, engine, demo)}{stopped}"
+    )
 
 
 class SweepPanel(widgets.VBox):
@@ -406,7 +419,7 @@ class SweepPanel(widgets.VBox):
             run.end("success" if not report.failed and not report.not_run else "partial")
         self._poll(plan)
         if report is not None:
-            self.progress_label.value = html.escape(str(report))
+            self.progress_label.value = html.escape(report_words(report, self.session.engine, self.session.demo))
         self.replan()
 
     def _poll(self, plan: Any) -> None:
@@ -420,7 +433,8 @@ class SweepPanel(widgets.VBox):
             run.progress = min(done / max(len(plan), 1), 1.0)
         self.progress_label.value = (
             f"{counts.get('ok', 0)} ok · {counts.get('failed', 0)} failed · {counts.get('pending', 0)} in flight · "
-            f"{counts.get('new', 0)} to go · spent {format_usd(self.session.budget.spent)}"
+            f"{counts.get('new', 0)} to go · "
+            + html.escape(spent_words(self.session.budget.spent, self.session.engine, self.session.demo))
         )
         self._draw_run()
         self._draw_grid()
@@ -452,7 +466,7 @@ class SweepPanel(widgets.VBox):
         demo = f' · <span class="knb-demo">{DEMO_NOTE}</span>' if self.session.demo else ""
         return (
             f"<b>{html.escape(self.plan.name)}</b>: {shape} = <b>{e.cells}</b> cells, {e.images} images, "
-            f"{format_usd(e.cost_usd)} ({html.escape(e.cost_source)}) · to run now: {e.cells_to_run} cells, "
+            f"{format_usd(e.cost_usd)} ({html.escape(cost_source_note(e.cost_source, self.session.engine, self.session.demo))}) · to run now: {e.cells_to_run} cells, "
             f"{format_usd(e.cost_to_run_usd)}, {format_seconds(e.seconds_to_run)} · budget: {budget}{demo}"
         )
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kandinsky_nb.errors import BudgetExceededError
-from kandinsky_nb.ui import Gallery, GeneratePanel
+from kandinsky_nb.ui import Gallery, GeneratePanel, SweepPanel
 
 pytestmark = pytest.mark.local
 
@@ -162,3 +162,27 @@ def test_an_empty_log_gives_an_empty_gallery(demo_session):
     gallery = Gallery(demo_session)
     assert gallery.grid.children == () and "<b>0</b> image(s)" in gallery.summary.value
     assert gallery.errors.widget.value == ""
+
+
+def test_the_engine_and_what_the_estimate_means_are_said_before_anything_runs(demo_session):
+    panel = GeneratePanel(demo_session)
+    assert "Engine: <b>demo</b>" in panel.engine_line.value and "noise" in panel.engine_line.value
+    fill(panel)
+    assert len(demo_session.runs) == 0
+    # An empty log: the figure is the cloud's list price, and the panel says that is not what this engine logs.
+    assert "what the cloud would charge" in panel.cost_label.value
+    sweep = SweepPanel(demo_session)
+    sweep.update(prompt="a fox", axes={"seed": "1, 2"})
+    assert "what the cloud would charge" in sweep.summary.value
+    sweep.run()
+    assert "2 ok" in sweep.progress_label.value and "demo GPU time (nothing charged" in sweep.progress_label.value
+    assert "spent" not in sweep.progress_label.value
+
+
+def test_a_panel_without_a_session_names_the_engine_the_environment_chooses(monkeypatch):
+    panel = GeneratePanel()
+    assert "Engine: <b>demo</b>" in panel.engine_line.value and "first Generate" in panel.engine_line.value
+    monkeypatch.setenv("RUNWARE_API_KEY", "k" * 32)
+    assert "Engine: <b>runware</b>" in GeneratePanel().engine_line.value
+    monkeypatch.setenv("KANDINSKY_NB_ENGINE", "gpu-farm")
+    assert "unknown engine &#x27;gpu-farm&#x27;" in GeneratePanel().engine_line.value
