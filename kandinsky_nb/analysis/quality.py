@@ -49,8 +49,9 @@ __all__ = [
     "setting_scores",
 ]
 
-# Rows that show the same picture at different settings: a reference is chosen within each such group.
-REFERENCE_GROUP: tuple[str, ...] = ("prompt", "negative_prompt", "seed", "size")
+# Rows that show the same picture at different settings: a reference is chosen within each such group (and within
+# one sweep, so a frame of several sweeps compares each image with its own sweep's reference).
+REFERENCE_GROUP: tuple[str, ...] = ("sweep_id", "prompt", "negative_prompt", "seed", "size")
 # What a researcher chooses (and pays for); scores are averaged over everything else (seeds, prompts).
 SETTING: tuple[str, ...] = ("size", "scheduler", "CFGScale", "steps")
 DEMO_NOTE = "demo weights: images are noise, so these scores measure noise"
@@ -77,7 +78,7 @@ def reference_runs(
 ) -> pd.Series:
     """Each image row's reference row id (index: row id; ``<NA>`` while the reference is not logged yet).
 
-    The reference of a row is the row of its group (``by``: same prompt, negative prompt, seed and size) with the most
+    The reference of a row is the row of its group (``by``: same sweep, prompt, negative prompt, seed and size) with the most
     steps, then the highest CFGScale, then the first cell key. ``planned`` (see :func:`planned_reference`) names the
     setting the reference must have: a group whose planned reference has not run yet has none."""
     import pandas as pd
@@ -91,9 +92,9 @@ def reference_runs(
             f"by={list(by)!r}: the frame has no column {missing[0]!r}; group by run-log columns such as "
             f"{', '.join(REFERENCE_GROUP)}"
         )
-    ordered = rows.sort_values(
-        ["steps", "CFGScale", "sweep_cell", "id"], ascending=[False, False, True, True], na_position="last"
-    )
+    order = {"steps": False, "CFGScale": False, "sweep_cell": True, "id": True}  # the most expensive first
+    order = {column: ascending for column, ascending in order.items() if column in rows.columns}
+    ordered = rows.sort_values(list(order), ascending=list(order.values()), na_position="last")
     first = ordered.groupby(list(by), dropna=False, sort=False)["id"].transform("first")
     reference = pd.Series(first.to_numpy(), index=ordered["id"].to_numpy(), name="reference_id").astype("Int64")
     if planned:

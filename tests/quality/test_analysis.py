@@ -32,6 +32,7 @@ def frame(rows: list[dict]) -> pd.DataFrame:
         record = {
             "id": index,
             "status": "ok",
+            "sweep_id": "fox",
             "image_sha256": f"sha-{index}",
             "prompt": "a red fox",
             "negative_prompt": None,
@@ -76,10 +77,11 @@ def test_the_reference_is_the_most_steps_then_the_highest_cfg_per_seed_prompt_an
             {"seed": 2, "steps": 30, "CFGScale": 3.0},  # 6
             {"seed": 1, "steps": 10, "size": "1280x768"},  # 7: a size of its own
             {"seed": 1, "steps": 50, "CFGScale": 7.0, "status": "failed", "image_sha256": None},  # 8: no image
+            {"seed": 1, "steps": 10, "sweep_id": "hare"},  # 9: another sweep's
         ]
     )
     reference = reference_runs(rows)
-    assert reference.to_dict() == {1: 4, 2: 4, 3: 4, 4: 4, 5: 6, 6: 6, 7: 7}
+    assert reference.to_dict() == {1: 4, 2: 4, 3: 4, 4: 4, 5: 6, 6: 6, 7: 7, 9: 9}
     # A planned reference (the sweep's largest axis values) that has not run yet: no stand-in is taken.
     planned = reference_runs(rows, planned={"steps": 50, "CFGScale": 7})
     assert planned[planned.notna()].to_dict() == {1: 4, 2: 4, 3: 4, 4: 4}
