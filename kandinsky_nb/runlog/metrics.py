@@ -1,4 +1,4 @@
-"""Scores as run-log data: the SQL of the ``metrics`` table and the pivot that puts scores into ``RunLog.df``.
+"""Scores as run-log data: the SQL of the ``metrics`` table and of the ``score_<metric>`` columns of ``RunLog.df``.
 
 A score belongs to an image's content, not to a run: the table (migration ``m004_metrics``) is keyed on
 ``(image_sha256, metric, reference, scorer_version)``, so the same image is never scored twice by the same scorer
@@ -14,8 +14,8 @@ against the same reference, and runs that share an image share its score.
   Infinity is kept (the PSNR of identical images); NaN is stored as None.
 
 :class:`~kandinsky_nb.runlog.RunLog` runs these statements (``record_metrics``, ``missing_metrics``, ``metrics`` and
-the ``score_*`` columns of ``df``); this module holds the SQL, the checks of a caller's rows and the pivot, and does
-no I/O of its own.
+the ``score_*`` columns of ``df``); this module holds the SQL and the checks of a caller's rows, and does no I/O of its
+own.
 """
 
 from __future__ import annotations
@@ -164,12 +164,34 @@ def long_form_query(
     return sql, params
 
 
-def scores_query(where: str) -> str:
-    """Every stored score of the images of the runs that ``where`` selects (all of them when it is empty), oldest
-    computation first, for :func:`with_metric_columns` to keep the newest of each (image, metric)."""
-    images = f" WHERE image_sha256 IN (SELECT image_sha256 FROM runs WHERE {where})" if where else ""
-    # Sorting here and keeping the last row in pandas measured faster than a window function over the same rows.
-    return f"SELECT image_sha256, metric, value FROM metrics{images} ORDER BY computed_utc, rowid"
+# The names of the stored metrics, one per score_<metric> column. Each step seeks the next name in the metrics_newest
+# index (led by metric), so a million scores of three metrics cost four index seeks, not a scan.
+METRIC_NAMES_SQL = """
+    WITH RECURSIVE names(metric) AS (
+        SELECT MIN(metric) FROM metrics
+        UNION ALL
+        SELECT (SELECT MIN(metric) FROM metrics WHERE metric > names.metric) FROM names WHERE names.metric IS NOT NULL
+    )
+    SELECT metric FROM names WHERE metric IS NOT NULL
+"""
+
+
+def score_columns_sql(metrics: Sequence[str]) -> list[str]:
+    """One ``score_<metric>`` column per metric for the ``SELECT`` of ``runs``: the newest score of the row's image
+    (the last computed, then the last stored), NULL where it has none.
+
+    Each is one lookup in the ``metrics_newest`` index (metric, image, computed time; the rowid breaks ties), which
+    hands the newest entry first: no sort, no pivot, nothing read for images the query does not return. This
+    replaced a pandas pivot of every stored score (7 to 8 s for 3 metrics at 100,000 rows on a loaded machine; see
+    benchmarks/RESULTS.md). A bumped scorer version takes over an image's column as soon as it has scored that
+    image; ``RunLog.metrics`` still lists every version and reference.
+    """
+    return [
+        "(SELECT value FROM metrics WHERE metrics.image_sha256 = runs.image_sha256 "
+        f"AND metrics.metric = '{check_metric_name(name)}' "
+        f'ORDER BY metrics.computed_utc DESC, metrics.rowid DESC LIMIT 1) AS "{metric_column(name)}"'
+        for name in metrics
+    ]
 
 
 def typed_long_form(frame: pd.DataFrame) -> pd.DataFrame:
@@ -178,21 +200,6 @@ def typed_long_form(frame: pd.DataFrame) -> pd.DataFrame:
     frame["computed_utc"] = pd.to_datetime(frame["computed_utc"], utc=True, format="ISO8601")
     frame["value"] = frame["value"].astype(float)
     return frame
-
-
-def with_metric_columns(frame: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` (rows of ``runs``) with one float column ``score_<metric>`` per metric in ``scores`` (the rows of
-    :func:`scores_query`), holding the newest score of the row's image (vectorised: no Python per row).
-
-    "Newest" is the last computed (then the last stored): a bumped scorer version takes over an image's column as
-    soon as it has scored that image, and ``RunLog.metrics`` still lists every version and reference.
-    """
-    if scores.empty:
-        return frame
-    newest = scores.drop_duplicates(["image_sha256", "metric"], keep="last")
-    wide = newest.pivot(index="image_sha256", columns="metric", values="value").astype(float)
-    wide.columns = [METRIC_COLUMN_PREFIX + str(name) for name in wide.columns]
-    return frame.join(wide, on="image_sha256")
 
 
 def _run_id(value: object, number: int | None) -> int:

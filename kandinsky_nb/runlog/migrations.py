@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from ..errors import RunLogError
+
 __all__ = ["MIGRATIONS", "migrate"]
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -111,6 +113,46 @@ def m004_metrics(db: sqlite3.Connection) -> None:
     )
     # runs.df joins scores to runs by image; without this index each join scans the runs table.
     db.execute("CREATE INDEX runs_image ON runs (image_sha256)")
+
+
+@migration
+def m005_read_indexes(db: sqlite3.Connection) -> None:
+    # RunLog.query answers each filter from an index, so picking a sweep, a status or a prompt out of a million rows
+    # reads only the rows it returns (runlog/query.py); df's score columns are one index lookup per row and metric.
+    db.execute("CREATE INDEX runs_status ON runs (status)")
+    # Led by metric: the metric names are found by seeks; then (image, newest first, rowid breaking ties) per lookup.
+    db.execute("CREATE INDEX metrics_newest ON metrics (metric, image_sha256, computed_utc)")
+    # Prompts: a full-text index with the trigram tokenizer (SQLite 3.34+) finds any substring of 3 characters or
+    # more, case-insensitively. External content: the text stays in runs; triggers keep the index in step, and an
+    # update rewrites the index only when the prompt changed (a submitted row becoming ok keeps its prompt).
+    try:
+        db.execute(
+            "CREATE VIRTUAL TABLE runs_prompt USING fts5(prompt, content='runs', content_rowid='id', tokenize='trigram', columnsize=0)"
+        )
+    except sqlite3.OperationalError as exc:
+        raise RunLogError(
+            f"this Python's SQLite {sqlite3.sqlite_version} cannot build the run log's prompt index ({exc}): it needs "
+            "FTS5 with the trigram tokenizer (SQLite 3.34+ built with FTS5). Use a Python whose SQLite has it "
+            "(python.org, conda and Debian builds of 3.11+ do)."
+        ) from exc
+    db.execute("INSERT INTO runs_prompt (runs_prompt) VALUES ('rebuild')")
+    # One statement per execute: executescript would commit the migration's transaction half way.
+    db.execute(
+        """CREATE TRIGGER runs_prompt_insert AFTER INSERT ON runs BEGIN
+            INSERT INTO runs_prompt (rowid, prompt) VALUES (new.id, new.prompt);
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER runs_prompt_delete AFTER DELETE ON runs BEGIN
+            INSERT INTO runs_prompt (runs_prompt, rowid, prompt) VALUES ('delete', old.id, old.prompt);
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER runs_prompt_update AFTER UPDATE OF prompt ON runs WHEN old.prompt IS NOT new.prompt BEGIN
+            INSERT INTO runs_prompt (runs_prompt, rowid, prompt) VALUES ('delete', old.id, old.prompt);
+            INSERT INTO runs_prompt (rowid, prompt) VALUES (new.id, new.prompt);
+        END"""
+    )
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

@@ -29,13 +29,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import settings, spec
+from .. import settings
 from .._version import __version__
 from ..errors import RunLogError
 from ..types import Generation, ImageInferenceRequest
+from . import frame as frames
 from . import metrics as scores
+from . import query as filters
 from .files import embed_params, write_image_once
 from .migrations import migrate
+from .query import STATUSES, UNANSWERED, Where
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,10 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["DB_NAME", "STATUSES", "UNANSWERED", "RunLog", "error_fields", "request_row_fields"]
 
 DB_NAME = "runs.db"
-STATUSES = ("submitted", "ok", "failed", "cancelled", "unanswered")
-# Statuses of a request that may have reached the engine without its answer reaching the log: resume them by taskUUID.
-# "unanswered" is a request whose error says the outcome is unknown (a dropped connection, a poll timeout).
-UNANSWERED = ("submitted", "cancelled", "unanswered")
 BUSY_TIMEOUT_MS = 30_000
 # Upserts with RETURNING (the runs, sweeps and metrics writes) arrived in SQLite 3.35 (2021).
 MIN_SQLITE = (3, 35, 0)
@@ -136,7 +135,10 @@ class RunLog:
             self._db.execute("PRAGMA synchronous = NORMAL")
             migrate(self._db)
             # The columns as the migrations built them: the one statement of the schema is migrations.py.
-            self._run_columns = tuple(row["name"] for row in self._db.execute("PRAGMA table_info(runs)"))
+            table_info = [tuple(row) for row in self._db.execute("PRAGMA table_info(runs)")]
+            self._run_columns = tuple(row[1] for row in table_info)
+            # Each column's kind (and so its dtype in df) from its declared type, read once.
+            self._column_kinds = frames.column_kinds(table_info)
         except sqlite3.Error as exc:
             raise RunLogError(
                 f"cannot open the run log at {self.path}: {exc}. Check the folder is writable and on a local disk "
@@ -438,22 +440,77 @@ class RunLog:
         with self._reader() as reader:
             return scores.typed_long_form(pd.read_sql_query(sql, reader, params=params))
 
-    def dataframe(self, where: str = "", params: Sequence[Any] = ()) -> pd.DataFrame:
-        """The log as a pandas DataFrame: typed times, ``demo`` as bool, absolute ``image_path``, ``size``
-        (``"1280x768"``) and ``megapixels`` columns for analysis, and one ``score_<metric>`` column per stored metric
-        (the newest score of the row's image; NaN where it has none)."""
-        import pandas as pd
+    def query(
+        self,
+        *,
+        sweep_id: str | None = None,
+        status: str | Iterable[str] | None = None,
+        engine: str | None = None,
+        prompt: str | None = None,
+        prompt_contains: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> pd.DataFrame:
+        """The rows that match every filter given, as :attr:`df` shows them (same columns and dtypes), oldest first
+        (``newest_first=True``: newest first, so ``limit=20`` gives the latest 20).
 
-        condition = f" WHERE {where}" if where else ""
+        Each filter is answered by an index, so a sweep or a prompt is found without reading the whole table:
+        ``sweep_id``; ``status`` (one, or several such as ``UNANSWERED``); ``prompt`` (the exact text) and
+        ``prompt_contains`` (a case-insensitive substring of 3 characters or more); ``since``/``until`` (UTC times,
+        ``until`` excluded; a time without a zone is read as UTC); ``engine`` narrows what the others found.
+        :meth:`query_plan` shows how SQLite runs a query.
+        """
+        condition = filters.where(
+            sweep_id=sweep_id,
+            status=status,
+            engine=engine,
+            prompt=prompt,
+            prompt_contains=prompt_contains,
+            since=since,
+            until=until,
+        )
+        return self._frame(condition, newest_first=newest_first, limit=_limit(limit))
+
+    def query_plan(self, **options: Any) -> list[str]:
+        """How SQLite runs :meth:`query` with these options (the detail lines of ``EXPLAIN QUERY PLAN``): a line
+        ``SCAN runs`` means the whole table is read, ``SEARCH runs USING INDEX ...`` that an index finds the rows."""
+        limit, newest_first = _limit(options.pop("limit", None)), bool(options.pop("newest_first", False))
+        condition = filters.where(**options)
         with self._reader() as reader:
-            frame = pd.read_sql_query(f"SELECT * FROM runs{condition} ORDER BY id", reader, params=list(params))
-            scored = pd.read_sql_query(scores.scores_query(where), reader, params=list(params))
-        return scores.with_metric_columns(_typed(frame, self.home), scored)
+            sql = self._select(reader, condition.sql, newest_first=newest_first, limit=limit)
+            return [row[3] for row in reader.execute("EXPLAIN QUERY PLAN " + sql, condition.params)]
+
+    def dataframe(self, where: str = "", params: Sequence[Any] = ()) -> pd.DataFrame:
+        """The rows that an SQL condition over ``runs`` selects (``?`` placeholders, columns as ``runs.<name>``
+        where a score column shares the name), as :attr:`df` shows them; :meth:`query` covers the usual filters."""
+        return self._frame(Where(where, params))
 
     @property
     def df(self) -> pd.DataFrame:
-        """Every run, as a pandas DataFrame (one row per image or failed request), with its scores."""
-        return self.dataframe()
+        """Every run, as a pandas DataFrame (one row per image or failed request), oldest first.
+
+        Columns keep the dtype their declared type gives them (see :mod:`kandinsky_nb.runlog.frame`): times as
+        ``datetime64[us, UTC]``, ``demo`` as bool, nullable integers as ``Int64``; plus an absolute ``image_path``,
+        ``size`` (``"1280x768"``), ``size_label``, ``megapixels``, and one float column ``score_<metric>`` per
+        stored metric (the newest score of the row's image; NaN where it has none). Built without Python per row:
+        no slower than a bare ``pandas.read_sql_query`` of the table (benchmarks/RESULTS.md)."""
+        return self._frame(Where())
+
+    def _select(
+        self, reader: sqlite3.Connection, condition: str, *, newest_first: bool = False, limit: int | None = None
+    ) -> str:
+        metric_names = [row[0] for row in reader.execute(scores.METRIC_NAMES_SQL)]
+        return frames.select_sql(
+            self._run_columns, scores.score_columns_sql(metric_names), condition, newest_first=newest_first, limit=limit
+        )
+
+    def _frame(self, condition: Where, *, newest_first: bool = False, limit: int | None = None) -> pd.DataFrame:
+        # One read transaction: the metric names and the rows come from the same snapshot.
+        with self._reader() as reader:
+            sql = self._select(reader, condition.sql, newest_first=newest_first, limit=limit)
+            return frames.read_frame(reader.execute(sql, condition.params), self._column_kinds, self.home)
 
     def to_parquet(self, path: str | os.PathLike[str], frame: pd.DataFrame | None = None) -> Path:
         """Write the log (or ``frame``, any subset of it) to Parquet; needs the ``parquet`` extra (pyarrow)."""
@@ -508,16 +565,9 @@ def _plain(value: Any) -> Any:
     return dump() if callable(dump) else str(value)
 
 
-def _typed(frame: pd.DataFrame, home: Path) -> pd.DataFrame:
-    """Typed, analysis-ready columns (vectorised: this runs on every ``df`` of a log that may hold 100k rows)."""
-    import pandas as pd
-
-    for column in ("created_utc", "finished_utc"):
-        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
-    frame["demo"] = frame["demo"].astype(bool)
-    relative = frame["image_path"]
-    frame["image_path"] = relative.where(relative.isna() | (relative == ""), str(home) + os.sep + relative.astype(str))
-    frame["size"] = frame["width"].astype("Int64").astype(str) + "x" + frame["height"].astype("Int64").astype(str)
-    frame["size_label"] = frame["size"].map({str(size): size.label for size in spec.SIZES})
-    frame["megapixels"] = frame["width"] * frame["height"] / 1_000_000
-    return frame
+def _limit(limit: object) -> int | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise RunLogError(f"limit {limit!r} is not allowed: pass a whole number of rows (0 or more), or None for all")
+    return limit

@@ -1,0 +1,155 @@
+"""Typed DataFrames from the ``runs`` table without Python per row: what ``RunLog.df`` and ``RunLog.query`` return.
+
+Each column's dtype comes from the schema the migrations built (``PRAGMA table_info``), not from the values one read
+happens to return, so a column keeps its dtype whether or not it holds a NULL today:
+
+=========================  ==========================================================================
+declared type              dtype
+=========================  ==========================================================================
+INTEGER NOT NULL           ``int64`` (``demo``: ``bool``)
+INTEGER (nullable)         ``Int64`` (pandas' nullable integer: a missing seed is ``<NA>``, not 7.0)
+REAL                       ``float64`` (NULL is NaN); the ``score_<metric>`` columns too
+TEXT                       pandas' default string dtype (``str`` from pandas 3); ``created_utc`` and
+                           ``finished_utc``: ``datetime64[us, UTC]``
+=========================  ==========================================================================
+
+Rows are fetched in chunks and each chunk is turned into typed column arrays at once (a C loop per column), so at
+most one chunk of Python row objects is alive: a million-row log peaks at the frame plus one chunk, not at a million
+row tuples. The cursor is the caller's (:class:`~kandinsky_nb.runlog.RunLog` opens it); this module does no I/O.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import spec
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    import pandas as pd
+
+__all__ = ["CHUNK_ROWS", "column_kinds", "read_frame", "select_sql"]
+
+# Rows per fetch: large enough that the per-chunk work is amortised, small enough that a chunk of row tuples (about
+# 2 KiB a row) stays far below the frame it becomes.
+CHUNK_ROWS = 50_000
+# Columns whose meaning the declared type does not carry: ISO 8601 texts that are times, a 0/1 integer that is a flag.
+TIME_COLUMNS = ("created_utc", "finished_utc")
+FLAG_COLUMNS = ("demo",)
+# Packs a (width, height) pair into one integer (heights are far below 2**32), so sizes factorize as integers.
+_PAIR = 1 << 32
+
+
+def column_kinds(table_info: Iterable[Sequence[Any]]) -> dict[str, str]:
+    """Column name -> kind (``int``, ``nullable_int``, ``float``, ``text``, ``time``, ``flag``) from the rows of
+    ``PRAGMA table_info``: (cid, name, type, notnull, default, pk). Declared types follow SQLite's affinity rules."""
+    kinds = {}
+    for _cid, name, declared, notnull, _default, primary_key in table_info:
+        affinity = str(declared).upper()
+        if name in TIME_COLUMNS:
+            kinds[name] = "time"
+        elif name in FLAG_COLUMNS:
+            kinds[name] = "flag"
+        elif "INT" in affinity:
+            kinds[name] = "int" if notnull or primary_key else "nullable_int"
+        elif any(word in affinity for word in ("REAL", "FLOA", "DOUB")):
+            kinds[name] = "float"
+        else:
+            kinds[name] = "text"
+    return kinds
+
+
+def select_sql(
+    columns: Sequence[str],
+    extra_columns: Sequence[str] = (),
+    condition: str = "",
+    *,
+    newest_first: bool = False,
+    limit: int | None = None,
+) -> str:
+    """``SELECT`` of the runs columns (and computed ``extra_columns``, e.g. the score lookups) in id order."""
+    selected = ", ".join([*(f'runs."{name}"' for name in columns), *extra_columns])
+    sql = f"SELECT {selected} FROM runs"
+    if condition:
+        sql += f" WHERE {condition}"
+    sql += " ORDER BY runs.id DESC" if newest_first else " ORDER BY runs.id"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql
+
+
+def read_frame(cursor: sqlite3.Cursor, kinds: dict[str, str], home: Path) -> pd.DataFrame:
+    """Every row the executed ``cursor`` returns, as a typed frame with the analysis columns (see
+    :func:`with_analysis_columns`). A column missing from ``kinds`` (a computed one) is read as ``float``."""
+    import pandas as pd
+
+    names = [description[0] for description in cursor.description]
+    chunks = []
+    while rows := cursor.fetchmany(CHUNK_ROWS):
+        # zip(*rows) turns row tuples into column tuples in C; each column then becomes one typed array.
+        values = zip(*rows, strict=True)
+        chunks.append(pd.DataFrame({name: _array(kinds.get(name, "float"), next(values)) for name in names}))
+        del rows, values
+    if not chunks:
+        chunks.append(pd.DataFrame({name: _array(kinds.get(name, "float"), ()) for name in names}))
+    frame = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+    return with_analysis_columns(frame, home)
+
+
+def with_analysis_columns(frame: pd.DataFrame, home: Path) -> pd.DataFrame:
+    """Absolute ``image_path``; ``size`` (``"1280x768"``), ``size_label`` (the model page's name of a supported
+    size, else missing) and ``megapixels``, worked out once per distinct size rather than per row."""
+    import numpy as np
+    import pandas as pd
+
+    relative = frame["image_path"]
+    frame["image_path"] = relative.where(relative.isna() | (relative == ""), str(home) + os.sep + relative)
+    width, height = frame["width"], frame["height"]
+    # One integer per (width, height) pair; NA where either is missing, which factorize codes as -1.
+    codes, keys = pd.factorize(width.astype("Int64") * _PAIR + height.astype("Int64"), use_na_sentinel=True)
+    dimensions = [divmod(int(key), _PAIR) for key in keys]
+    # A trailing None, picked by code -1.
+    text = np.array([f"{w}x{h}" for w, h in dimensions] + [None], dtype=object)
+    labels = np.array([_size_label(w, h) for w, h in dimensions] + [None], dtype=object)
+    frame["size"] = pd.array(text[codes], dtype=_text_dtype())
+    frame["size_label"] = pd.array(labels[codes], dtype=_text_dtype())
+    frame["megapixels"] = width.to_numpy("float64", na_value=np.nan) * height.to_numpy("float64", na_value=np.nan) / 1e6
+    return frame
+
+
+def _size_label(width: int, height: int) -> str | None:
+    size = spec.size_for(width, height)
+    return size.label if size else None
+
+
+def _array(kind: str, values: Sequence[Any]) -> Any:
+    """One column's values (a tuple straight from the rows) as a typed array."""
+    import numpy as np
+    import pandas as pd
+
+    if kind == "int":
+        return np.fromiter(values, dtype=np.int64, count=len(values))
+    if kind == "flag":
+        return np.fromiter(values, dtype=bool, count=len(values))
+    if kind == "nullable_int":
+        return pd.array(values, dtype="Int64")
+    if kind == "float":
+        # None becomes NaN in numpy's own conversion.
+        return np.array(values, dtype=np.float64)
+    if kind == "time":
+        return pd.to_datetime(values, utc=True, format="ISO8601").as_unit("us").array
+    return pd.array(values, dtype=_text_dtype())
+
+
+@cache
+def _text_dtype() -> Any:
+    """The dtype pandas itself gives text (``str`` from pandas 3, ``object`` before): the frame reads like any other
+    pandas frame of strings, and like ``pandas.read_sql_query`` of the same table."""
+    import pandas as pd
+
+    return pd.Series(["text"]).dtype
