@@ -7,6 +7,7 @@ Only rows with an image are shown; failed rows are counted, not hidden silently.
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,24 +27,34 @@ if TYPE_CHECKING:
 
 __all__ = ["Gallery", "GalleryState", "request_from_row", "select_rows"]
 
-DEFAULT_LIMIT = 48
+DEFAULT_LIMIT = 48  # images per page
 _THUMB = 160
 
 
 @dataclass
 class GalleryState:
-    """What the gallery shows: the query typed, the newest-first limit, the row ids on screen, the one opened."""
+    """What the gallery shows: the query typed, the page (``limit`` images each, newest first), how many images
+    match in all, the row ids on screen, and the one opened."""
 
     query: str = ""
     limit: int = DEFAULT_LIMIT
+    page: int = 0
+    total: int = 0
     shown_ids: list[int] = field(default_factory=list)
     failed_count: int = 0
     selected_id: int | None = None
 
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.limit))
 
-def select_rows(frame: pd.DataFrame, query: str = "", limit: int = DEFAULT_LIMIT) -> tuple[pd.DataFrame, int]:
-    """The newest ``limit`` rows with an image that match ``query`` (a pandas query), and how many matching rows
-    failed. Raises ConfigurationError with the query's problem when it does not parse."""
+
+def select_rows(
+    frame: pd.DataFrame, query: str = "", limit: int = DEFAULT_LIMIT, page: int = 0
+) -> tuple[pd.DataFrame, int, int]:
+    """One page of the rows with an image that match ``query`` (a pandas query), newest first: ``(rows, failed,
+    total)``, where ``failed`` counts matching failed rows and ``total`` the matching images on all pages. Raises
+    ConfigurationError with the query's problem when it does not parse."""
     if query.strip():
         try:
             frame = frame.query(query)
@@ -56,7 +67,8 @@ def select_rows(frame: pd.DataFrame, query: str = "", limit: int = DEFAULT_LIMIT
     with_images = frame[frame["image_path"].notna()] if "image_path" in frame else frame.iloc[0:0]
     if "status" in with_images:
         with_images = with_images[with_images["status"] == "ok"]
-    return with_images.iloc[::-1].head(limit), failed
+    newest_first = with_images.iloc[::-1]
+    return newest_first.iloc[page * limit : (page + 1) * limit], failed, len(newest_first)
 
 
 def request_from_row(row: Any) -> ImageInferenceRequest:
@@ -112,6 +124,15 @@ class Gallery(widgets.VBox):
             "knb-gallery-query",
         )
         self.refresh_button = css(widgets.Button(description="Refresh", icon="refresh"), "knb-gallery-refresh")
+        self.previous_button = css(
+            widgets.Button(description="Newer", icon="chevron-left", tooltip="the previous page (newer images)"),
+            "knb-gallery-previous",
+        )
+        self.next_button = css(
+            widgets.Button(description="Older", icon="chevron-right", tooltip="the next page (older images)"),
+            "knb-gallery-next",
+        )
+        self.page_label = css(widgets.HTML(""), "knb-gallery-page")
         self.summary = css(widgets.HTML(""), "knb-gallery-summary")
         self.grid = css(
             widgets.GridBox(
@@ -157,16 +178,23 @@ class Gallery(widgets.VBox):
             "knb-gallery-detail",
         )
         self.refresh_button.on_click(self.errors.guard("Refresh")(lambda _b: self.refresh()))
+        self.previous_button.on_click(self.errors.guard("Newer")(lambda _b: self.show_page(self.state.page - 1)))
+        self.next_button.on_click(self.errors.guard("Older")(lambda _b: self.show_page(self.state.page + 1)))
         self.query_box.observe(self.errors.guard("Query")(self._on_query), names="value")
         self.reuse_button.on_click(self.errors.guard("Reuse")(lambda _b: self.reuse()))
         super().__init__(
             children=[
                 widgets.HTML(STYLE),
-                widgets.HBox([self.query_box, self.refresh_button]),
+                widgets.HBox([self.query_box, self.refresh_button], layout=widgets.Layout(flex_flow="row wrap")),
                 self.summary,
                 self.errors.widget,
-                self.grid,
+                # The opened image sits above the thumbnails, where the click was, not below the whole page.
                 self.detail,
+                self.grid,
+                widgets.HBox(
+                    [self.previous_button, self.page_label, self.next_button],
+                    layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
+                ),
             ],
             **box_kwargs,
         )
@@ -186,19 +214,36 @@ class Gallery(widgets.VBox):
         return self._log.df
 
     def refresh(self) -> None:
-        """Re-read the source and redraw the thumbnails for the current query."""
-        rows, failed = select_rows(self.frame(), self.state.query, self.state.limit)
+        """Re-read the source and redraw the thumbnails of the current page for the current query."""
+        frame = self.frame()
+        rows, failed, total = select_rows(frame, self.state.query, self.state.limit, self.state.page)
+        if not len(rows) and self.state.page > 0:  # the page emptied (a narrower query): back to the last one
+            self.state.page = max(0, -(-total // self.state.limit) - 1)
+            rows, failed, total = select_rows(frame, self.state.query, self.state.limit, self.state.page)
+        self.state.total = total
         self.state.shown_ids = [int(i) for i in rows["id"]] if "id" in rows else list(range(len(rows)))
         self.state.failed_count = failed
         self._rows = {rid: row for rid, (_, row) in zip(self.state.shown_ids, rows.iterrows(), strict=True)}
         self.grid.children = [self._tile(rid, row) for rid, row in self._rows.items()]
+        if self.state.selected_id is not None and self.state.selected_id not in self._rows:
+            self.close()  # the opened run is no longer in view: its detail would describe something not shown
         demo = bool(rows["demo"].any()) if "demo" in rows and len(rows) else False
+        first = self.state.page * self.state.limit
+        shown = f"images {first + 1}–{first + len(rows)} of <b>{total}</b>" if len(rows) else "<b>0</b> images"
         self.summary.value = (
-            f"<b>{len(rows)}</b> image(s) shown (newest first, at most {self.state.limit})"
+            f"{shown} (newest first)"
             + (f"; {failed} failed run(s) match" if failed else "")
             + (f' · <span class="knb-demo">{DEMO_NOTE}</span>' if demo else "")
         )
+        self.page_label.value = f"page {self.state.page + 1} of {self.state.pages}"
+        self.previous_button.disabled = self.state.page == 0
+        self.next_button.disabled = self.state.page + 1 >= self.state.pages
         self.errors.clear()
+
+    def show_page(self, page: int) -> None:
+        """Show page ``page`` (0 is the newest images)."""
+        self.state.page = min(max(page, 0), self.state.pages - 1)
+        self.refresh()
 
     def select(self, row_id: int) -> None:
         """Open one image: full size, its parameters, and the Reuse button."""
@@ -206,21 +251,15 @@ class Gallery(widgets.VBox):
         self.state.selected_id = row_id
         self.detail_image.value = Path(row["image_path"]).read_bytes()
         self.detail_image.format = str(row.get("image_format") or "png").lower().replace("jpg", "jpeg")
-        params = {
-            "row": row_id,
-            "engine": row.get("engine"),
-            "seed": _plain(row.get("seed")),
-            "cost": format_usd(_plain(row.get("cost_usd"))),
-            "latency": format_seconds(_plain(row.get("latency_s"))),
-            "created": str(row.get("created_utc")),
-            "sweep": row.get("sweep_id") or "—",
-            "request": json.loads(row["request_json"]),
-        }
-        if bool(row.get("demo")):
-            params["note"] = DEMO_NOTE
-        self.detail_params.value = html_from_params(params)
+        self.detail_params.value = html_from_params(detail_params(row_id, row))
         self.reuse_button.disabled = False
         self.detail.layout.display = None
+
+    def close(self) -> None:
+        """Close the opened image."""
+        self.state.selected_id = None
+        self.reuse_button.disabled = True
+        self.detail.layout.display = "none"
 
     def reuse(self) -> GeneratePanel:
         """Put the opened image's parameters (seed included) into the GeneratePanel, opening one if needed."""
@@ -237,7 +276,7 @@ class Gallery(widgets.VBox):
 
     # -- internals ---------------------------------------------------------------------------------------------
     def _on_query(self, change: dict[str, Any]) -> None:
-        self.state.query = change["new"]
+        self.state.query, self.state.page = change["new"], 0
         self.refresh()
 
     def _tile(self, row_id: int, row: Any) -> widgets.Widget:
@@ -245,16 +284,79 @@ class Gallery(widgets.VBox):
         if path not in self._thumbs:
             self._thumbs[path] = thumbnail(Path(path).read_bytes(), _THUMB)
         data, fmt = self._thumbs[path]
-        image = widgets.Image(value=data, format=fmt, layout=widgets.Layout(width=f"{_THUMB}px"))
-        label = f"#{row_id} · seed {_plain(row.get('seed'))}"
+        # Aspect kept inside a square box: a portrait is not squashed to the tile's width.
+        image = widgets.Image(
+            value=data,
+            format=fmt,
+            layout=widgets.Layout(width=f"{_THUMB}px", height=f"{_THUMB}px", object_fit="contain"),
+        )
+        caption = css(
+            widgets.HTML(f'<div class="knb-caption">{html.escape(tile_caption(row))}</div>'), "knb-tile-caption"
+        )
         button = css(
             widgets.Button(
-                description=label, tooltip=str(row.get("prompt", ""))[:200], layout=widgets.Layout(width=f"{_THUMB}px")
+                description=f"Open #{row_id}",
+                tooltip=str(row.get("prompt", ""))[:200],
+                layout=widgets.Layout(width=f"{_THUMB}px"),
             ),
             "knb-gallery-open",
         )
         button.on_click(self.errors.guard("Open image")(lambda _b, rid=row_id: self.select(rid)))
-        return css(widgets.VBox([image, button]), "knb-gallery-tile")
+        return css(widgets.VBox([image, caption, button]), "knb-gallery-tile")
+
+
+def tile_caption(row: Any) -> str:
+    """What tells tiles apart at a glance: steps, CFG, scheduler, size and seed (the prompt is the tooltip)."""
+    parts = []
+    steps, cfg = _plain(row.get("steps")), _plain(row.get("CFGScale"))
+    if steps is not None:
+        parts.append(f"{int(steps)} steps")
+    if cfg is not None:
+        parts.append(f"CFG {float(cfg):g}")
+    scheduler = _plain(row.get("scheduler"))
+    if scheduler:
+        parts.append(str(scheduler))
+    width, height = _plain(row.get("width")), _plain(row.get("height"))
+    if width and height:
+        parts.append(f"{int(width)}x{int(height)}")
+    seed = _plain(row.get("seed"))
+    parts.append(f"seed {seed}" if seed is not None else "seed —")
+    return " · ".join(parts)
+
+
+def format_created(value: Any) -> str:
+    """A logged UTC timestamp as ``2026-12-01 13:30:12 UTC`` (— when missing)."""
+    value = _plain(value)
+    if value is None or value == "":
+        return "—"
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return str(value)
+    stamp = stamp.tz_convert("UTC") if stamp.tzinfo is not None else stamp
+    return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def detail_params(row_id: int, row: Any) -> dict[str, Any]:
+    """The opened image's facts, formatted for people (money as dollars, times as seconds, dates as dates)."""
+    params: dict[str, Any] = {
+        "row": row_id,
+        "engine": row.get("engine"),
+        "seed": _plain(row.get("seed")),
+        "cost": format_usd(_plain(row.get("cost_usd"))),
+        "latency": format_seconds(_plain(row.get("latency_s"))),
+    }
+    gpu_seconds = _plain(row.get("gpu_seconds"))
+    if gpu_seconds is not None:
+        params["GPU time"] = format_seconds(gpu_seconds)
+    params["created"] = format_created(row.get("created_utc"))
+    params["sweep"] = _plain(row.get("sweep_id")) or "—"
+    params["request"] = json.loads(row["request_json"])
+    if bool(row.get("demo")):
+        params["note"] = DEMO_NOTE
+    return params
 
 
 def _plain(value: Any) -> Any:

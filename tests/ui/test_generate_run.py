@@ -117,7 +117,7 @@ async def test_gallery_shows_a_slice_opens_an_image_and_reuse_reproduces_it(demo
     assert "did not run" in gallery.errors.widget.value
     gallery.query_box.value = "steps == 10"
     (tile,) = gallery.grid.children
-    tile.children[1].click()  # the tile's open button
+    tile.children[-1].click()  # the tile's open button
     row = demo_session.runs.df.set_index("id").loc[gallery.state.selected_id]
     assert gallery.detail_image.value == Path(row["image_path"]).read_bytes()
     assert f"{row['seed']}" in gallery.detail_params.value
@@ -152,7 +152,7 @@ def test_gallery_takes_a_dataframe_slice(demo_session):
     frame = demo_session.runs.df
     gallery = Gallery(frame[frame["steps"] >= 11], session=demo_session)
     assert len(gallery.grid.children) == 2
-    gallery.grid.children[0].children[1].click()
+    gallery.grid.children[0].children[-1].click()
     reused = gallery.reuse()  # no panel given: opens one under the gallery
     assert gallery.panel_area.children == (reused,)
     assert reused.request.steps == 12  # newest first
@@ -160,7 +160,7 @@ def test_gallery_takes_a_dataframe_slice(demo_session):
 
 def test_an_empty_log_gives_an_empty_gallery(demo_session):
     gallery = Gallery(demo_session)
-    assert gallery.grid.children == () and "<b>0</b> image(s)" in gallery.summary.value
+    assert gallery.grid.children == () and "<b>0</b> images" in gallery.summary.value
     assert gallery.errors.widget.value == ""
 
 
@@ -186,3 +186,34 @@ def test_a_panel_without_a_session_names_the_engine_the_environment_chooses(monk
     assert "Engine: <b>runware</b>" in GeneratePanel().engine_line.value
     monkeypatch.setenv("KANDINSKY_NB_ENGINE", "gpu-farm")
     assert "unknown engine &#x27;gpu-farm&#x27;" in GeneratePanel().engine_line.value
+
+
+def test_gallery_pages_captions_and_a_detail_that_follows_the_filter(demo_session):
+    panel = GeneratePanel(demo_session)
+    for steps in (10, 11, 12, 13, 14):
+        fill(panel, steps=steps, random_seed=False, seed=str(steps))
+        panel.generate()
+    gallery = Gallery(demo_session, limit=2)
+    # Paged: 5 images, 2 a page, newest first; every image is reachable.
+    assert gallery.state.pages == 3 and "images 1–2 of <b>5</b>" in gallery.summary.value
+    assert gallery.previous_button.disabled and not gallery.next_button.disabled
+    seen = list(gallery.state.shown_ids)
+    gallery.next_button.click()
+    seen += gallery.state.shown_ids
+    gallery.next_button.click()
+    seen += gallery.state.shown_ids
+    assert len(set(seen)) == 5 and gallery.next_button.disabled and "page 3 of 3" in gallery.page_label.value
+    gallery.show_page(0)
+    # A tile says what tells it apart, not only its row id.
+    caption = gallery.grid.children[0].children[1].value
+    assert "14 steps" in caption and "CFG" in caption and "1408x640" in caption and "seed 14" in caption
+    # The detail opens above the thumbnails, with money, time and date formatted for people.
+    gallery.grid.children[0].children[-1].click()
+    assert list(gallery.children).index(gallery.detail) < list(gallery.children).index(gallery.grid)
+    params = gallery.detail_params.value
+    assert re.search(r"created</b></td><td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC<", params), params
+    assert re.search(r"cost</b></td><td>(\$[0-9.e-]+|—)<", params), params
+    # A filter that hides the opened run closes its detail.
+    gallery.query_box.value = "steps == 10"
+    assert gallery.state.selected_id is None and gallery.detail.layout.display == "none"
+    assert gallery.reuse_button.disabled
