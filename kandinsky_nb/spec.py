@@ -189,6 +189,16 @@ LORA_TRANSFORMERS: Final = ("high", "low", "both")
 IMAGE_FIELDS: Final = ("seedImage", "referenceImages")
 IMAGE_INPUT_PARAMETERS: Final = ("seedImage", "strength", "referenceImages")
 
+# Pixel limits (width x height) of decoded images, checked from the header before any pixel is decoded, so a
+# decompression bomb (a few KB that inflate to gigabytes) is refused without the memory it asks for.
+# Inputs: the model works at about 1 MP and scales inputs down; 36 MP covers a 6000x6000 photo. A 12000x12000 input
+# (144 MP, 430 MB decoded) is refused before anything is sent.
+MAX_INPUT_PIXELS: Final = 36_000_000
+# Results: this model's largest output is 1408x640 (0.9 MP); 4096x4096 leaves room for servers that upscale.
+MAX_RESULT_PIXELS: Final = 4096 * 4096
+# Bytes read from a local file given as an image input: a 36 MP PNG is at most ~140 MB, a photo a tenth of that.
+MAX_INPUT_BYTES: Final = 64 * 1024 * 1024
+
 DEFAULTS: Final[dict[str, object]] = {
     "outputType": "URL",
     "outputFormat": "JPG",

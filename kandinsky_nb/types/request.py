@@ -13,11 +13,21 @@ from __future__ import annotations
 
 import math
 import uuid
+from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 import pydantic
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializationInfo,
+    model_validator,
+)
 
 from .. import spec
 from ..errors import FieldProblem, RequestValidationError
@@ -81,7 +91,27 @@ def new_task_uuid() -> str:
     return str(uuid.uuid4())
 
 
-Image = Annotated[ImageRef, BeforeValidator(ImageRef.parse), PlainSerializer(ImageRef.to_wire, return_type=str)]
+# Set while a request that came from another machine is validated: its paths would name files here. A context
+# variable, not pydantic's validation context, because _Strict's own __init__ is what validation runs through, and
+# pydantic does not hand its context on to a custom __init__.
+_UNTRUSTED: ContextVar[bool] = ContextVar("kandinsky_nb_untrusted_request", default=False)
+# Serialisation context key: image inputs as the run log's references instead of their data.
+FOR_LOG = "for_log"
+
+
+def _image_input(value: Any) -> ImageRef:
+    return ImageRef.parse(value, local_files=not _UNTRUSTED.get())
+
+
+def _image_output(ref: ImageRef, info: SerializationInfo) -> str | dict[str, Any]:
+    # A logged input has no data to send; it serialises as the reference it came from (the backends refuse to send
+    # it, naming the field).
+    if (info.context or {}).get(FOR_LOG) or ref.kind == "logged":
+        return ref.reference()
+    return ref.to_wire()
+
+
+Image = Annotated[ImageRef, BeforeValidator(_image_input), PlainSerializer(_image_output, return_type=Any)]
 URI = Annotated[str | None, AfterValidator(_uri)]
 
 
@@ -129,6 +159,11 @@ class _Strict(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         """The JSON object as sent: wire names, no unset (None) fields."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    def to_log(self) -> dict[str, Any]:
+        """The JSON object as the run log keeps it: :meth:`to_wire`, except that image inputs holding data are
+        references (sha256, byte size, dimensions, format, file name), never their bytes or a data URI."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json", context={FOR_LOG: True})
 
 
 class Safety(_Strict):
@@ -344,6 +379,24 @@ class ImageInferenceRequest(_Strict):
     referenceImages: list[Image] | None = None
 
     IMAGE_INPUT_FIELDS: ClassVar[tuple[str, ...]] = spec.IMAGE_INPUT_PARAMETERS
+
+    @classmethod
+    def from_untrusted(cls, data: Any) -> ImageInferenceRequest:
+        """Validate a request that came from another machine (a server's POST body): the same rules, except that an
+        image input may not name a local file (on a server, that file is the server's)."""
+        token = _UNTRUSTED.set(True)
+        try:
+            return cls.model_validate(data)
+        finally:
+            _UNTRUSTED.reset(token)
+
+    @property
+    def logged_inputs(self) -> list[tuple[str, ImageRef]]:
+        """Image inputs rebuilt from the run log by reference (no pixels), by field: such a request cannot be sent
+        again until they are given back."""
+        found = [("seedImage", self.seedImage)] if self.seedImage is not None else []
+        found += [(f"referenceImages[{i}]", ref) for i, ref in enumerate(self.referenceImages or [])]
+        return [(name, ref) for name, ref in found if ref is not None and ref.kind == "logged"]
 
     @classmethod
     def _raw_problems(cls, data: dict[str, Any]) -> list[FieldProblem]:
