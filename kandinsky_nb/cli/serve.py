@@ -13,6 +13,22 @@ def _keys(values: tuple[str, ...]) -> list[str]:
     return [key for key in keys if key]
 
 
+def _loras(values: tuple[str, ...]) -> dict[str, str]:
+    """``NAME=FILE`` options -> name -> absolute path; the files are the operator's, checked now."""
+    from pathlib import Path
+
+    loras: dict[str, str] = {}
+    for value in values:
+        name, sep, file = value.partition("=")
+        if not sep or not name.strip() or not file.strip():
+            raise click.BadParameter(f"{value!r} is not NAME=FILE; give e.g. --lora style=/models/style.safetensors")
+        path = Path(file.strip()).expanduser()
+        if not path.exists():
+            raise click.BadParameter(f"{value!r}: there is no file or folder {str(path)!r}; give an existing path")
+        loras[name.strip()] = str(path.resolve())
+    return loras
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True, type=int, help="Port to listen on.")
@@ -34,6 +50,34 @@ def _keys(values: tuple[str, ...]) -> list[str]:
     "--max-concurrency", default=1, show_default=True, type=click.IntRange(min=1), help="Generations run at once."
 )
 @click.option(
+    "--delivery-host",
+    "delivery_hosts",
+    multiple=True,
+    help="A host (or host:port) results may be sent to via webhookURL/uploadEndpoint (repeatable). Default: none, "
+    "delivery is off. Private or loopback addresses only when listed as addresses (10.0.0.5, 127.0.0.1).",
+)
+@click.option(
+    "--image-host",
+    "image_hosts",
+    multiple=True,
+    help="A host (or host:port) image-input URLs may be fetched from (repeatable). Default: none; clients send "
+    "images as data, or upload them and send their UUIDs.",
+)
+@click.option(
+    "--lora",
+    "loras",
+    multiple=True,
+    help="NAME=FILE: a LoRA clients may apply as lora[].model=NAME (repeatable). Default: none. Clients never name "
+    "files on this machine.",
+)
+@click.option(
+    "--allow-origin",
+    "allowed_origins",
+    multiple=True,
+    help="A web origin (https://app.example.com) whose pages may POST to the server (repeatable). Default: none, "
+    "browsers' cross-origin requests are refused.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 def command(
@@ -44,6 +88,10 @@ def command(
     demo: bool,
     public_url: str | None,
     max_concurrency: int,
+    delivery_hosts: tuple[str, ...],
+    image_hosts: tuple[str, ...],
+    loras: tuple[str, ...],
+    allowed_origins: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Serve Kandinsky 5.0 Image Lite over the Runware REST protocol (POST /v1).
@@ -58,6 +106,7 @@ def command(
         check_bind(host, keys)
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
+    installed_loras = _loras(loras)
     try:
         import uvicorn
 
@@ -75,7 +124,20 @@ def command(
     else:
         click.echo("No weights given: building/using the offline DEMO weights. Images are noise, and say so.")
         backend = LocalBackend.from_demo_weights()
-    app = create_app(backend, api_keys=keys, max_concurrency=max_concurrency, public_url=public_url)
+    try:
+        app = create_app(
+            backend,
+            api_keys=keys,
+            max_concurrency=max_concurrency,
+            public_url=public_url,
+            delivery_hosts=delivery_hosts,
+            image_hosts=image_hosts,
+            loras=installed_loras,
+            allowed_origins=allowed_origins,
+        )
+    except ConfigurationError as exc:
+        backend.close()
+        raise click.UsageError(str(exc)) from None
     auth = f"{len(keys)} API key(s) required" if keys else "open: any key accepted (loopback only)"
     click.echo(f"Serving on http://{host}:{port}/v1  ({auth})")
     try:

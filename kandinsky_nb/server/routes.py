@@ -9,6 +9,12 @@ answers ``{"data": [...]}`` and/or ``{"errors": [...]}`` with the cloud's error 
 taskUUID is refused with ``conflictTaskUUID``, so a client's retry never generates twice. Images are served under
 ``/images/<imageUUID>.<ext>`` until their ``ttl`` passes. ``GET /`` is a health answer.
 
+What a request costs before it is trusted (see the README's Security section): :mod:`.guard` refuses browsers'
+cross-site requests and, on an open server, foreign Host headers, before anything is read. The key is checked
+before the body is read when it comes in the ``Authorization`` header; a body without one (payload authentication,
+an ``authentication`` task) is read only up to :data:`PRE_AUTH_BODY_BYTES`. Bodies are limited while they are read
+(chunked ones too), and nothing of a request is recorded before its key is checked.
+
 The wire format is :mod:`kandinsky_nb.protocol.server`; running tasks is :mod:`.runner`, keeping them
 :mod:`.store`, sending results to webhooks :mod:`.delivery`. This module only turns HTTP into calls to them.
 """
@@ -16,22 +22,36 @@ The wire format is :mod:`kandinsky_nb.protocol.server`; running tasks is :mod:`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import spec
 from ..backends.base import Backend
 from ..errors import MissingDependencyError
-from ..protocol.server import Refusal, check_key, decode_body, envelope, media_not_found, payload_too_large
+from ..protocol.server import (
+    Refusal,
+    bearer_key,
+    check_key,
+    decode_body,
+    envelope,
+    media_not_found,
+    missing_key,
+    payload_too_large,
+)
 from ..types import WireError
+from .delivery import Delivery
+from .guard import BodyTooLarge, Guard, content_length, read_body
 from .runner import IMAGES_PATH, ServerState
 from .store import TaskStore
 
-__all__ = ["MAX_BODY_BYTES", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "PRE_AUTH_BODY_BYTES", "create_app"]
 
 log = logging.getLogger("kandinsky_nb.server")
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
+# The most a caller without an Authorization header may make the server read (and parse) to find an
+# ``authentication`` task in the body: enough for tasks that send images by UUID or URL, far too little to matter.
+PRE_AUTH_BODY_BYTES = 64 * 1024
 
 
 def create_app(
@@ -42,14 +62,22 @@ def create_app(
     public_url: str | None = None,
     sync_timeout: float = 600.0,
     store: TaskStore | None = None,
+    delivery_hosts: Iterable[str] = (),
+    image_hosts: Iterable[str] = (),
+    loras: Mapping[str, str] | None = None,
+    allowed_origins: Iterable[str] = (),
 ) -> Any:
     """The Starlette app. ``api_keys``: the Bearer keys accepted (none: any key is accepted; the CLI then refuses to
-    bind a non-loopback address). ``public_url``: the base of image URLs (default: the Host the client used).
-    ``sync_timeout``: how long a sync request waits before answering ``status: processing`` (poll it then).
-    ``store``: where tasks and images are kept (default: this process's memory). ``app.state.kandinsky`` is the
-    :class:`~.runner.ServerState`."""
+    bind a non-loopback address, and the app answers only requests addressed to a loopback host). ``public_url``:
+    the base of image URLs (default: the Host the client used). ``sync_timeout``: how long a sync request waits
+    before answering ``status: processing`` (poll it then). ``store``: where tasks and images are kept (default:
+    this process's memory). What clients may make the server reach, all empty by default: ``delivery_hosts`` for
+    ``webhookURL``/``uploadEndpoint``, ``image_hosts`` for image-input URLs, ``loras`` (name -> file) for ``lora``.
+    ``allowed_origins``: web origins whose pages may POST (none: browsers' cross-origin requests are refused).
+    ``app.state.kandinsky`` is the :class:`~.runner.ServerState`."""
     try:
         from starlette.applications import Starlette
+        from starlette.middleware import Middleware
         from starlette.requests import Request
         from starlette.responses import JSONResponse, Response
         from starlette.routing import Route
@@ -63,11 +91,15 @@ def create_app(
         max_concurrency=max_concurrency,
         sync_timeout=sync_timeout,
         public_url=public_url,
+        delivery=Delivery(hosts=delivery_hosts),
+        image_hosts=image_hosts,
+        loras=loras,
     )
 
-    def answer(data: list[dict[str, Any]], errors: list[WireError]) -> Response:
+    def answer(data: list[dict[str, Any]], errors: list[WireError], *, close: bool = False) -> Response:
         status, body = envelope(data, errors)
-        return JSONResponse(body, status_code=status)
+        # close: the body was not read; closing is cheaper than draining what the client still sends.
+        return JSONResponse(body, status_code=status, headers={"Connection": "close"} if close else None)
 
     async def health(request: Request) -> Response:
         return JSONResponse(
@@ -89,18 +121,34 @@ def create_app(
         return Response(stored.data, media_type=stored.mime, headers={"Cache-Control": "private, max-age=60"})
 
     async def tasks_endpoint(request: Request) -> Response:
-        size = request.headers.get("content-length")
-        if size and size.isdigit() and int(size) > MAX_BODY_BYTES:
-            return answer([], [payload_too_large(MAX_BODY_BYTES)])
+        authorization = request.headers.get("authorization")
+        keyed_header = bool(state.api_keys) and bearer_key(authorization) is not None
+        size = content_length(request.headers)
+        if size is not None and size > MAX_BODY_BYTES:
+            return answer([], [payload_too_large(MAX_BODY_BYTES)], close=True)
+        raw = None
         try:
-            tasks = decode_body(await request.body())
-            state.record(tasks)
-            await state.store.prune()
-            check_key(request.headers.get("authorization"), tasks, state.api_keys)
+            if keyed_header:  # the key first: a wrong one costs no read of the body
+                owner = check_key(authorization, [], state.api_keys)
+            limit = PRE_AUTH_BODY_BYTES if state.api_keys and not keyed_header else MAX_BODY_BYTES
+            try:
+                raw = await read_body(request.stream(), limit)
+            except BodyTooLarge:
+                if limit == MAX_BODY_BYTES:
+                    return answer([], [payload_too_large(MAX_BODY_BYTES)], close=True)
+                raise missing_key(
+                    f" in the Authorization header, and the body is over {PRE_AUTH_BODY_BYTES} bytes (an "
+                    "authentication task is read only from smaller bodies)"
+                ) from None
+            tasks = decode_body(raw)
+            if not keyed_header:  # payload authentication (an authentication task), or an open server
+                owner = check_key(authorization, tasks, state.api_keys)
         except Refusal as refusal:
-            return answer([], refusal.errors)
+            return answer([], refusal.errors, close=raw is None)
+        state.record(tasks)
+        await state.store.prune()
         base_url = state.public_url or str(request.base_url).rstrip("/")
-        return answer(*await state.answer(tasks, base_url))
+        return answer(*await state.answer(tasks, base_url, owner))
 
     routes = [
         Route("/", health, methods=["GET"]),
@@ -108,7 +156,8 @@ def create_app(
         Route("/v1/", tasks_endpoint, methods=["POST"]),
         Route(IMAGES_PATH + "/{name}", image, methods=["GET"]),
     ]
-    app = Starlette(routes=routes)
+    guard = Middleware(Guard, open_server=not state.api_keys, allowed_origins=allowed_origins)
+    app = Starlette(routes=routes, middleware=[guard])
     app.state.kandinsky = state
     if backend.demo:
         log.warning("kandinsky-nb serve runs DEMO weights: random weights, every image is noise.")

@@ -4,16 +4,22 @@ Every ``imageInference`` runs as a background job keyed by its taskUUID, so a cl
 times out) still fetches the result with ``getResponse``. Engine calls are serialised by ``max_concurrency`` slots
 (default 1: one GPU). A sync request waits up to ``sync_timeout`` for its jobs, then answers ``processing`` for those
 still running, as an async acknowledgement would.
+
+Every buffer is bounded: the diagnostic record of recent bodies (:class:`RecentBodies`), the generation counts, and
+the store's own caps; only authenticated requests reach any of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
-from collections import Counter, deque
-from collections.abc import Iterable
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+import httpx
 
 from .._media import extension, sniff_format
 from ..backends.base import Backend
@@ -28,6 +34,7 @@ from ..protocol.server import (
     TaskState,
     Upload,
     authentication_item,
+    check_image,
     conflict,
     engine_failed,
     get_response,
@@ -42,15 +49,81 @@ from ..protocol.server import (
 from ..protocol.wire import content_hash
 from ..types import Generation, ImageInferenceRequest, ImageRef, WireError
 from .delivery import Delivery
+from .outbound import HostAllowList, OutboundRefused, host_of
 from .store import MemoryTaskStore, TaskStore
 
-__all__ = ["IMAGES_PATH", "ServerState", "image_url"]
+__all__ = ["IMAGES_PATH", "GenerationCounts", "RecentBodies", "ServerState", "image_url", "incident_id"]
 
 log = logging.getLogger("kandinsky_nb.server")
 
 IMAGES_PATH = "/images"  # image URLs are {base}/images/<imageUUID>.<ext>
 DEFAULT_IMAGE_TTL = 24 * 3600  # seconds an image URL stays valid when the request gives no ttl
 UPLOAD_TTL = 30 * 24 * 3600  # seconds an uploaded image can be used as an input
+MAX_IMAGE_DOWNLOAD_BYTES = 32 * 1024 * 1024  # an image input fetched from an allowed host; 4096x4096 PNG is ~30 MB
+IMAGE_DOWNLOAD_TIMEOUT = 30.0
+
+
+def incident_id() -> str:
+    """A short id joining a client's error message to the server log's details (which the client never sees)."""
+    return uuid.uuid4().hex[:12]
+
+
+class RecentBodies:
+    """The last ``count`` authenticated request bodies, for tests and diagnostics: API keys blanked, strings over
+    ``max_string`` characters (inline images) shortened, and a body still over ``max_bytes`` as JSON kept as a
+    summary of its tasks. So the record holds at most about ``count * max_bytes``, whatever clients send."""
+
+    def __init__(self, count: int = 200, *, max_string: int = 4096, max_bytes: int = 64 * 1024) -> None:
+        self._bodies: deque[list[Any]] = deque(maxlen=count)
+        self.max_string = max_string
+        self.max_bytes = max_bytes
+
+    def add(self, tasks: list[Any]) -> None:
+        def shorten(value: Any) -> Any:  # bodies are at most MAX_JSON_DEPTH deep: recursion is safe
+            if isinstance(value, str) and len(value) > self.max_string:
+                return value[:64] + f"...<{len(value)} chars>"
+            if isinstance(value, dict):
+                return {k: ("***" if k == "apiKey" else shorten(v)) for k, v in value.items()}
+            if isinstance(value, list):
+                return [shorten(v) for v in value]
+            return value
+
+        kept = [shorten(task) for task in tasks]
+        if len(json.dumps(kept)) > self.max_bytes:
+            kept = [
+                {k: task.get(k) for k in ("taskType", "taskUUID") if isinstance(task.get(k), str | None)}
+                if isinstance(task, dict)
+                else None
+                for task in tasks[:100]
+            ]
+            kept.append({"truncated": f"{len(tasks)} tasks, over {self.max_bytes} bytes as JSON"})
+        self._bodies.append(kept)
+
+    def __iter__(self) -> Any:
+        return iter(list(self._bodies))
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+
+class GenerationCounts:
+    """How many generations each of the last ``size`` taskUUIDs started (a bounded Counter: 0 when unknown)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self.size = size
+
+    def __getitem__(self, task_uuid: str) -> int:
+        return self._counts.get(task_uuid, 0)
+
+    def add(self, task_uuid: str) -> None:
+        self._counts[task_uuid] = self._counts.get(task_uuid, 0) + 1
+        self._counts.move_to_end(task_uuid)
+        while len(self._counts) > self.size:
+            self._counts.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._counts)
 
 
 def image_url(base_url: str, image_uuid: str, data: bytes) -> str:
@@ -59,8 +132,12 @@ def image_url(base_url: str, image_uuid: str, data: bytes) -> str:
 
 class ServerState:
     """One replica: the engine, the store (shared by replicas when it is not the in-memory one), the jobs running
-    here, and, for tests and diagnostics, the last request bodies received (API keys blanked) and how many
-    generations each taskUUID started."""
+    here, and, for tests and diagnostics, the last request bodies received (:class:`RecentBodies`) and how many
+    generations each taskUUID started (:class:`GenerationCounts`).
+
+    What clients may make it reach: ``image_hosts``, the hosts image-input URLs may be fetched from (none by
+    default); ``delivery``, the hosts results may be sent to (none by default); ``loras``, the LoRA files clients may
+    apply, by name (none by default). A client never names a file on this machine."""
 
     def __init__(
         self,
@@ -72,6 +149,8 @@ class ServerState:
         max_concurrency: int = 1,
         sync_timeout: float = 600.0,
         public_url: str | None = None,
+        image_hosts: Iterable[str] = (),
+        loras: Mapping[str, str] | None = None,
     ) -> None:
         if max_concurrency < 1 or sync_timeout <= 0:
             raise ConfigurationError(
@@ -85,9 +164,11 @@ class ServerState:
         self.max_concurrency = max_concurrency
         self.sync_timeout = sync_timeout
         self.public_url = public_url.rstrip("/") if public_url else None
+        self.image_hosts = HostAllowList(image_hosts, option="--image-host")
+        self.loras = dict(loras or {})
         self.jobs: set[asyncio.Task[None]] = set()
-        self.received: deque[list[Any]] = deque(maxlen=500)
-        self.generations: Counter[str] = Counter()
+        self.received = RecentBodies()
+        self.generations = GenerationCounts()
         self._slots: asyncio.Semaphore | None = None
 
     @property
@@ -97,39 +178,33 @@ class ServerState:
         return self._slots
 
     def record(self, tasks: list[Any]) -> None:
-        """Keep a request body for diagnostics: API keys blanked, long strings (inline images) shortened."""
-
-        def shorten(value: Any) -> Any:
-            if isinstance(value, str) and len(value) > 4096:
-                return value[:64] + f"...<{len(value)} chars>"
-            if isinstance(value, dict):
-                return {k: ("***" if k == "apiKey" else shorten(v)) for k, v in value.items()}
-            if isinstance(value, list):
-                return [shorten(v) for v in value]
-            return value
-
-        self.received.append([shorten(task) for task in tasks])
+        """Keep an authenticated request body for diagnostics (bounded: :class:`RecentBodies`)."""
+        self.received.add(tasks)
 
     # -- one POST ---------------------------------------------------------------------------------------------------
-    async def answer(self, tasks: list[Any], base_url: str) -> tuple[list[dict[str, Any]], list[WireError]]:
-        """The result items and error objects that answer these task objects (the caller already checked the key)."""
+    async def answer(
+        self, tasks: list[Any], base_url: str, owner: str = ""
+    ) -> tuple[list[dict[str, Any]], list[WireError]]:
+        """The result items and error objects that answer these task objects. The caller checked the key already;
+        ``owner`` is who it belongs to (:func:`~kandinsky_nb.protocol.server.owner_of`): tasks and uploads are
+        that owner's."""
         data: list[dict[str, Any]] = []
         errors: list[WireError] = []
         waiting: list[tuple[str, asyncio.Task[None]]] = []
         for raw in tasks:
             try:
-                task = parse_task(raw)
+                task = parse_task(raw, loras=self.loras)
                 if isinstance(task, Authenticate):
                     data.append(authentication_item(str(uuid.uuid4())))
                 elif isinstance(task, Ping):
                     data.append(ping_item())
                 elif isinstance(task, Upload):
-                    data.append(await self._upload(task, base_url))
+                    data.append(await self._upload(task, base_url, owner))
                 elif isinstance(task, Poll):
                     known = await self.store.get_task(task.task_uuid)
-                    data.extend(get_response(task.task_uuid, known, retention_s=self.store.task_retention))
+                    data.extend(get_response(task.task_uuid, known, retention_s=self.store.task_retention, owner=owner))
                 elif isinstance(task, Infer):
-                    job = await self._submit(task.request, base_url)
+                    job = await self._submit(task.request, base_url, owner)
                     if task.deferred:
                         data.append(processing_item(task.request.taskUUID))
                     else:
@@ -148,8 +223,9 @@ class ServerState:
                 errors.extend(finished.errors)
         return data, errors
 
-    async def _upload(self, task: Upload, base_url: str) -> dict[str, Any]:
-        key = content_hash(task.data)
+    async def _upload(self, task: Upload, base_url: str, owner: str) -> dict[str, Any]:
+        # Deduplicated per owner: another key uploading the same bytes must not learn that someone did.
+        key = f"{owner}:{content_hash(task.data)}" if owner else content_hash(task.data)
         image_uuid = await self.store.uploaded_image(key)
         if image_uuid is None or await self.store.get_image(image_uuid) is None:
             image_uuid = str(uuid.uuid4())
@@ -157,23 +233,25 @@ class ServerState:
             await self.store.remember_upload(key, image_uuid)
         return upload_item(task.task_uuid, image_uuid, image_url(base_url, image_uuid, task.data))
 
-    async def _submit(self, request: ImageInferenceRequest, base_url: str) -> asyncio.Task[None]:
+    async def _submit(self, request: ImageInferenceRequest, base_url: str, owner: str) -> asyncio.Task[None]:
+        self.delivery.check(request)
         request = await self._resolve_image_inputs(request)
-        if not await self.store.claim_task(TaskState(request.taskUUID)):
+        if not await self.store.claim_task(TaskState(request.taskUUID, owner=owner)):
             raise Refusal(conflict(request.taskUUID))
-        job = asyncio.get_running_loop().create_task(self._generate(request, base_url))
+        job = asyncio.get_running_loop().create_task(self._generate(request, base_url, owner))
         self.jobs.add(job)  # a strong reference until it finishes
         job.add_done_callback(self.jobs.discard)
         return job
 
     async def _resolve_image_inputs(self, request: ImageInferenceRequest) -> ImageInferenceRequest:
-        """Image UUIDs (uploaded or generated here) become their bytes, since the engine cannot look them up."""
+        """Image UUIDs (uploaded or generated here) and URLs of allowed hosts become their bytes, since the engine
+        cannot look them up; inline data was checked when the task was parsed."""
         if not request.has_image_inputs:
             return request
 
         async def resolve(ref: ImageRef, parameter: str) -> ImageRef:
             if ref.kind == "url":
-                raise refuse_image_input(parameter, request.taskUUID, why="url")
+                return ImageRef("bytes", await self._download(str(ref.value), parameter, request.taskUUID))
             if ref.kind != "uuid":
                 return ref
             stored = await self.store.get_image(str(ref.value))
@@ -185,23 +263,59 @@ class ServerState:
         if request.seedImage is not None:
             changes["seedImage"] = await resolve(request.seedImage, "seedImage")
         if request.referenceImages:
-            changes["referenceImages"] = [await resolve(ref, "referenceImages") for ref in request.referenceImages]
+            changes["referenceImages"] = [
+                await resolve(ref, f"referenceImages[{index}]") for index, ref in enumerate(request.referenceImages)
+            ]
         return request.replace(**changes)
 
-    async def _generate(self, request: ImageInferenceRequest, base_url: str) -> None:
-        task = TaskState(request.taskUUID)
+    async def _download(self, url: str, parameter: str, task_uuid: str) -> bytes:
+        """An image input from a host the operator allowed (:mod:`.outbound`), at most
+        ``MAX_IMAGE_DOWNLOAD_BYTES``, checked as an uploaded image is."""
+        if not self.image_hosts.allows(url):
+            raise refuse_image_input(parameter, task_uuid, why="url", image=host_of(url))
+
+        def failed(why: str) -> Refusal:
+            return refuse_image_input(
+                parameter,
+                task_uuid,
+                why="unreadable",
+                detail=f"{parameter} could not be downloaded from {host_of(url)}: {why}.",
+            )
+
+        try:
+            call = await self.image_hosts.pin(url)
+            async with (
+                httpx.AsyncClient(timeout=IMAGE_DOWNLOAD_TIMEOUT) as client,
+                client.stream("GET", call.url, headers=call.headers, extensions=call.extensions) as response,
+            ):
+                if response.status_code != 200:
+                    raise failed(f"HTTP {response.status_code}")
+                data = bytearray()
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > MAX_IMAGE_DOWNLOAD_BYTES:
+                        raise failed(f"over {MAX_IMAGE_DOWNLOAD_BYTES} bytes")
+        except OutboundRefused as exc:
+            raise failed(str(exc)) from None
+        except httpx.HTTPError as exc:
+            raise failed(type(exc).__name__) from None
+        return check_image(bytes(data), parameter, task_uuid)
+
+    async def _generate(self, request: ImageInferenceRequest, base_url: str, owner: str) -> None:
+        task = TaskState(request.taskUUID, owner=owner)
         try:
             async with self.slots:
-                self.generations[request.taskUUID] += 1
+                self.generations.add(request.taskUUID)
                 generation = await self.backend.agenerate(request)
             task.items = await self._keep_images(request, generation, base_url)
             task.status = SUCCESS
             self.delivery.start(request, [image.data for image in generation.images], task.items)
         except RequestValidationError as exc:  # the engine refused a value the wire allows
             task.errors, task.status = validation_errors(exc, task_uuid=request.taskUUID), "error"
-        except Exception as exc:  # the engine failed: report it as the cloud reports a provider failure
-            log.exception("task %s failed in the engine", request.taskUUID)
-            task.errors, task.status = [engine_failed(request.taskUUID, exc)], "error"
+        except Exception:  # the engine failed: report it as the cloud reports a provider failure
+            incident = incident_id()
+            log.exception("task %s failed in the engine (incident %s)", request.taskUUID, incident)
+            task.errors, task.status = [engine_failed(request.taskUUID, incident)], "error"
         finally:
             await self.store.save_task(task)
 

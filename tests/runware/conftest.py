@@ -21,7 +21,10 @@ def engine() -> StubEngine:
 
 @pytest.fixture
 def server(engine) -> Iterator[ServerThread]:
-    with ServerThread(create_app(engine, api_keys=[KEY])) as running:
+    # The every-field request names a LoRA and delivery URLs on 127.0.0.1: the operator's lists allow them (the
+    # stub engine takes any LoRA name).
+    app = create_app(engine, api_keys=[KEY], delivery_hosts=["127.0.0.1"], loras={"civitai:12345@1": "civitai:12345@1"})
+    with ServerThread(app) as running:
         yield running
 
 
