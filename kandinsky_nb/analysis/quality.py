@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from ..quality import against, metric_label
-from ..runlog import metric_column
+from ..runlog import METRIC_COLUMN_PREFIX, metric_column
 from .cost import list_price_for
 
 if TYPE_CHECKING:
@@ -78,9 +78,9 @@ def reference_runs(
 ) -> pd.Series:
     """Each image row's reference row id (index: row id; ``<NA>`` while the reference is not logged yet).
 
-    The reference of a row is the row of its group (``by``: same sweep, prompt, negative prompt, seed and size) with the most
-    steps, then the highest CFGScale, then the first cell key. ``planned`` (see :func:`planned_reference`) names the
-    setting the reference must have: a group whose planned reference has not run yet has none."""
+    The reference of a row is the row of its group (``by``: same sweep, prompt, negative prompt, seed and size) with
+    the most steps, then the highest CFGScale, then the first cell key. ``planned`` (see :func:`planned_reference`)
+    names the setting the reference must have: a group whose planned reference has not run yet has none."""
     import pandas as pd
 
     rows = _images(frame)
@@ -111,7 +111,9 @@ def reference_runs(
 def _score(frame: pd.DataFrame, metric: str) -> pd.Series:
     column = metric_column(metric)
     if column not in frame.columns:
-        scored = sorted(c.removeprefix("score_") for c in frame.columns if c.startswith("score_"))
+        scored = sorted(
+            c.removeprefix(METRIC_COLUMN_PREFIX) for c in frame.columns if c.startswith(METRIC_COLUMN_PREFIX)
+        )
         raise ConfigurationError(
             f"metric={metric!r}: the frame has no {column!r} column (scored: {', '.join(scored) or 'nothing yet'}); "
             "score the sweep first (kandinsky_nb.analysis.scoring.score_sweep) or pick a scored metric"
@@ -135,16 +137,16 @@ def setting_scores(frame: pd.DataFrame, metric: str = "ssim", *, by: Sequence[st
     ``latency_share`` (against the same images' references), and ``reference`` (True for the reference setting)."""
     import pandas as pd
 
-    rows = _images(frame)
-    rows = rows.assign(score=_score(rows, metric))
-    rows = _per_image(rows[rows["score"].notna()])
+    images = _per_image(_images(frame))
+    rows = images.assign(score=_score(images, metric))
+    rows = rows[rows["score"].notna()].copy()
     references = frame["reference_id"] if "reference_id" in frame.columns else None
     if references is not None:
         reference_of = pd.Series(references.to_numpy(), index=frame["id"].to_numpy())
     else:
         reference_of = reference_runs(frame)
     rows["reference_id"] = reference_of.reindex(rows["id"].to_numpy()).to_numpy()
-    base = rows.set_index("id")[["cost_usd", "latency_s"]]
+    base = images.set_index("id")[["cost_usd", "latency_s"]]  # a reference costs what it cost, scored or not
     known = rows["reference_id"].notna()
     ref_ids = rows.loc[known, "reference_id"].astype("int64")
     for column in ("cost_usd", "latency_s"):
@@ -153,7 +155,8 @@ def setting_scores(frame: pd.DataFrame, metric: str = "ssim", *, by: Sequence[st
     rows["is_reference"] = known & (rows["reference_id"] == rows["id"])
     keys = [column for column in by if column in rows.columns]
     if rows.empty:
-        return pd.DataFrame(columns=[*keys, "score", "score_min", "images", "cost_usd", "latency_s"])
+        columns = ["score", "score_min", "images", "cost_usd", "latency_s", "reference", "cost_share", "latency_share"]
+        return pd.DataFrame(columns=[*keys, *columns])
     grouped = rows.groupby(keys, dropna=False, sort=True).agg(
         score=("score", "mean"),
         score_min=("score", "min"),
@@ -358,7 +361,8 @@ def score_caption(row: Mapping[str, Any], metrics: Sequence[str] | None = None) 
     """A short line of a run's scores for a grid cell or gallery tile: ``"SSIM 0.934 · 24.1 dB PSNR"``; empty when
     the row has no score yet. ``metrics`` picks and orders them (default: every ``score_*`` field)."""
     keys = [str(key) for key in list(row.keys())]  # a dict or a DataFrame row (iterating a Series gives values)
-    names = metrics if metrics is not None else [key.removeprefix("score_") for key in keys if key.startswith("score_")]
+    prefix = METRIC_COLUMN_PREFIX
+    names = metrics if metrics is not None else [key.removeprefix(prefix) for key in keys if key.startswith(prefix)]
     parts = []
     for name in names:
         value = row.get(metric_column(name))

@@ -113,6 +113,8 @@ def test_missing_costs_fall_back_to_the_list_price():
     table = setting_scores(rows, "ssim")
     assert table["cost_usd"].tolist() == pytest.approx([0.0077 * 10 / 20, 0.0077])
     assert table["cost_share"].tolist() == pytest.approx([0.5, 1.0])
+    rows["score_sharpness"] = [5.0, float("nan")]  # the reference not scored (yet): its cost still counts
+    assert setting_scores(rows, "sharpness")["cost_share"].tolist() == pytest.approx([0.5])
 
 
 def test_fewest_steps_that_reach_the_threshold_per_scheduler_and_cfg():
