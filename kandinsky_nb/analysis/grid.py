@@ -2,7 +2,8 @@
 
 ``contact_sheet(df, x="steps", y="CFGScale", z="scheduler")`` lays thumbnails out X across and Y down, one block per
 Z value (Z may name several axes), with axis labels; cells whose run failed get a grey placeholder with the error
-code, cells never run a white "missing" one, so the grid stays aligned. The result knows where it put every row
+code, cells never run a white "missing" one, cells whose image file cannot be decoded (gone, broken, a bomb past
+``spec.MAX_RESULT_PIXELS``) an "unreadable" one, so the grid stays aligned and one bad file never fails the sheet. The result knows where it put every row
 (:attr:`ContactSheet.placements`) and saves as PNG with the layout and the sweep definition in a ``k5nb_grid`` text
 chunk. Sheets of demo-weight runs are captioned "demo weights: images are noise".
 """
@@ -18,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import spec
 from ..errors import SweepError
 from ..planning.axes import resolve_axis
 from ..runlog.store import UNANSWERED
+from ..types.images import UnreadableImage, open_image
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +46,7 @@ class Placement:
     z: tuple[Any, ...]
     y: Any
     x: Any
-    status: str  # ok, failed, pending, missing
+    status: str  # ok, failed, pending, missing, unreadable
     row_id: int | None
     task_uuid: str | None
     box: tuple[int, int, int, int]
@@ -155,14 +158,22 @@ def _fit_text(draw: Any, text: str, font: Any, width: int) -> str:
     return text + "…"
 
 
-def _thumbnail(path: str | None, cell: int) -> PILImage.Image | None:
+def _thumbnail(path: str | None, cell: int) -> PILImage.Image | str:
+    """The thumbnail of an image file, or why there is none: ``"missing"`` (no file) or ``"unreadable"``."""
     from PIL import Image
 
     if not path or not Path(path).is_file():
-        return None
-    with Image.open(path) as image:
-        image.draft("RGB", (cell, cell))  # JPEG decodes at a reduced scale: cheap thumbnails of big images
-        thumb = image.convert("RGB")
+        return "missing"
+    try:
+        data = Path(path).read_bytes()
+        # The size is checked from the header before decoding: a bomb in the log costs its header, not gigabytes.
+        with open_image(data, max_pixels=spec.MAX_RESULT_PIXELS, what=Path(path).name) as image:
+            image.draft("RGB", (cell, cell))  # JPEG decodes at a reduced scale: cheap thumbnails of big images
+            thumb = image.convert("RGB")
+    except UnreadableImage:
+        return "unreadable"
+    except Exception:  # Pillow fails on broken pixel data with many exception types; any of them: unreadable
+        return "unreadable"
     scale = min(cell / thumb.width, cell / thumb.height)
     size = (max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale)))
     # Down: smooth resampling. Up (small demo images): nearest, so pixels stay visibly pixels.
@@ -275,12 +286,16 @@ def contact_sheet(
                 row = index.get(key)
                 status = "missing" if row is None else ("pending" if row["status"] in UNANSWERED else row["status"])
                 thumb = _thumbnail(row.get("image_path"), cell) if row is not None and status == "ok" else None
-                if thumb is not None:
+                if thumb is not None and not isinstance(thumb, str):
                     sheet.paste(thumb, (x0 + (cell - thumb.width) // 2, y0 + (cell - thumb.height) // 2))
                 else:
-                    if status == "ok":
-                        status = "missing"  # the row says ok but its file is gone
-                    fill = {"failed": (200, 200, 200), "pending": (235, 235, 200)}.get(status, (245, 245, 245))
+                    if isinstance(thumb, str):
+                        status = thumb  # the row says ok but its file is gone or cannot be decoded
+                    fill = {
+                        "failed": (200, 200, 200),
+                        "pending": (235, 235, 200),
+                        "unreadable": (235, 205, 205),
+                    }.get(status, (245, 245, 245))
                     draw.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), fill=fill, outline=(160, 160, 160))
                     text = status
                     if status == "failed" and row is not None:

@@ -13,17 +13,20 @@ The parameters go in without re-encoding the pixels (a JPEG or lossy WEBP re-sav
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import struct
-import tempfile
+import uuid
 import zlib
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, unescape
 
 from .._media import extension, sniff_format
+from ..errors import RunLogError
 
 __all__ = ["embed_params", "infotext", "read_embedded_params", "write_image_once"]
 
@@ -32,11 +35,24 @@ _XMP_NS = "https://github.com/kandinsky-nb/ns/1.0/"
 _XML_ATTR = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
 
 
+# Image files are for sharing: readable by everyone, writable by the owner (the umask may narrow this further).
+IMAGE_FILE_MODE = 0o644
+# Line breaks (CR, LF and Unicode's own) and other control characters: the A1111 text is line-based, so one of these
+# in a prompt would start a line of its own, and readers would take "Steps: 99" typed in a prompt as a parameter.
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def _one_line(value: Any) -> str:
+    return _LINE_BREAKING.sub(" ", str(value))
+
+
 def infotext(params: dict[str, Any]) -> str:
-    """The A1111 ``parameters`` text: prompt, negative prompt, then ``Key: value`` pairs."""
-    lines = [str(params.get("positivePrompt", ""))]
+    """The A1111 ``parameters`` text: prompt, negative prompt, then ``Key: value`` pairs. Every value is kept on one
+    line (line breaks become spaces), so text in a prompt can never pose as another field; the exact prompt is in
+    the JSON chunk."""
+    lines = [_one_line(params.get("positivePrompt", ""))]
     if params.get("negativePrompt"):
-        lines.append(f"Negative prompt: {params['negativePrompt']}")
+        lines.append(f"Negative prompt: {_one_line(params['negativePrompt'])}")
     pairs = [
         ("Steps", params.get("steps")),
         ("Sampler", params.get("scheduler")),
@@ -45,7 +61,7 @@ def infotext(params: dict[str, Any]) -> str:
         ("Size", f"{params.get('width')}x{params.get('height')}"),
         ("Model", params.get("model")),
     ]
-    lines.append(", ".join(f"{key}: {value}" for key, value in pairs if value is not None))
+    lines.append(", ".join(f"{key}: {_one_line(value)}" for key, value in pairs if value is not None))
     return "\n".join(lines)
 
 
@@ -158,18 +174,37 @@ def write_image_once(images_dir: Path, data: bytes) -> tuple[Path, str]:
     """Store ``data`` at ``images_dir/ab/<sha256>.<ext>`` unless it is already there; returns (path, sha256).
 
     The file appears atomically (written to a temporary name, then renamed), so a crash never leaves half an image
-    under a real name, and two writers of the same bytes end with one file.
+    under a real name, and two writers of the same bytes end with one file. It is created with mode 0644 (less what
+    the umask takes away), like any file a program saves, not tempfile's private 0600. A write that fails (a full
+    disk, a read-only folder) raises :class:`RunLogError` saying which, and leaves no temporary file behind.
     """
     digest = hashlib.sha256(data).hexdigest()
     path = images_dir / digest[:2] / f"{digest}.{extension(sniff_format(data))}"
-    if not path.exists():
+    if path.exists():
+        return path, digest
+    temporary = path.parent / f".tmp-{uuid.uuid4().hex}"
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, IMAGE_FILE_MODE)
         try:
             with os.fdopen(handle, "wb") as out:
                 out.write(data)
             os.replace(temporary, path)
         except BaseException:
-            Path(temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
             raise
+    except OSError as exc:
+        raise RunLogError(_write_failure(path.parent, exc)) from exc
     return path, digest
+
+
+def _write_failure(folder: Path, exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"the disk is full: cannot write an image file to {folder} ({exc.strerror}). Free space on that disk, or "
+            "use a home folder on another one (Session(home=...) or KANDINSKY_NB_HOME), and run again."
+        )
+    return (
+        f"cannot write an image file to {folder}: {exc.strerror or exc}. Check that the folder is writable, or use "
+        "another home folder (Session(home=...) or KANDINSKY_NB_HOME)."
+    )

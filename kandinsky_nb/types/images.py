@@ -36,13 +36,16 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import spec
 from .._media import data_uri, decode_data_uri, sniff_format
 from ..errors import KandinskyNBError
 
-__all__ = ["ImageFacts", "ImageRef", "UnreadableImage", "inspect_image"]
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+__all__ = ["ImageFacts", "ImageRef", "UnreadableImage", "inspect_image", "open_image"]
 
 ImageKind = Literal["uuid", "data_uri", "url", "base64", "path", "bytes", "logged"]
 SENT_AS_IS: tuple[ImageKind, ...] = ("uuid", "data_uri", "url", "base64")
@@ -94,13 +97,9 @@ def _clipped(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def inspect_image(data: bytes, *, max_pixels: int, what: str = "the image") -> ImageFacts:
-    """Decode ``data`` fully and return its facts, or raise :class:`UnreadableImage`.
-
-    The dimensions are read from the header and checked against ``max_pixels`` BEFORE the pixels are decoded, so a
-    decompression bomb costs nothing; then every pixel is decoded, so a body that only starts like an image (a PNG
-    signature followed by garbage, a truncated file) is refused too. ``what`` names the image in the message.
-    """
+def open_image(data: bytes, *, max_pixels: int, what: str = "the image") -> PILImage.Image:
+    """A Pillow image of ``data`` whose header has been read and whose size is within ``max_pixels``; its pixels
+    are not decoded yet (``load()`` does that). Raises :class:`UnreadableImage`; close the image after use."""
     fmt = sniff_format(data)
     if fmt is None:
         raise UnreadableImage(
@@ -114,13 +113,27 @@ def inspect_image(data: bytes, *, max_pixels: int, what: str = "the image") -> I
             f"{what} starts like a {fmt.upper()} image but its header cannot be read "
             f"({type(exc).__name__}: {_clipped(str(exc))})"
         ) from None
+    width, height = image.size
+    if width <= 0 or height <= 0 or width * height > max_pixels:
+        image.close()
+        raise UnreadableImage(
+            f"{what} is {width}x{height} pixels ({width * height:,}); the limit is {max_pixels:,} pixels. "
+            "Scale it down (the model works at about 1 megapixel) and use it again"
+        )
+    return image
+
+
+def inspect_image(data: bytes, *, max_pixels: int, what: str = "the image") -> ImageFacts:
+    """Decode ``data`` fully and return its facts, or raise :class:`UnreadableImage`.
+
+    The dimensions are read from the header and checked against ``max_pixels`` BEFORE the pixels are decoded, so a
+    decompression bomb costs nothing; then every pixel is decoded, so a body that only starts like an image (a PNG
+    signature followed by garbage, a truncated file) is refused too. ``what`` names the image in the message.
+    """
+    image = open_image(data, max_pixels=max_pixels, what=what)
+    fmt = sniff_format(data) or ""
     with image:
         width, height = image.size
-        if width <= 0 or height <= 0 or width * height > max_pixels:
-            raise UnreadableImage(
-                f"{what} is {width}x{height} pixels ({width * height:,}); the limit is {max_pixels:,} pixels. "
-                "Scale it down (the model works at about 1 megapixel) and use it again"
-            )
         try:
             image.load()
         except Exception as exc:  # truncated data, bad CRCs, garbage after the header: Pillow raises various types

@@ -12,11 +12,17 @@ state dict goes straight to ``transformer.load_lora_adapter(..., prefix=None)``.
 ``transformer``: Kandinsky 5.0 Image Lite has one transformer. ``"high"``/``"low"`` pick a stage of two-stage
 (high-noise / low-noise) video models, so they are refused; ``"both"`` or unset applies the LoRA to the one there is.
 A weight of 0 means no effect, so such an entry is not loaded at all.
+
+A file that is not a LoRA for this transformer is refused with :class:`UnsupportedByEngineError` naming
+``lora[i].model``, never "applied" with no effect nor failing deep inside PEFT: when planned, a file that is not
+readable safetensors (empty, truncated, another format) or holds no ``lora_A``/``lora_B`` tensors; when loaded, one
+whose layers are not the transformer's or whose shapes do not fit them (a LoRA made for another model).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,9 @@ __all__ = ["LoraRun", "LoraUse", "lora_plan"]
 # File names looked for inside a LoRA folder, in order.
 WEIGHT_FILES = ("pytorch_lora_weights.safetensors", "adapter_model.safetensors", "lora.safetensors")
 CONFIG_FILES = ("adapter_config.json", "config_lora.json")
+_INSTEAD = "a path to a LoRA .safetensors file, or a folder with one (diffusers, PEFT or the official layout)"
+# A LoRA tensor: "<layer path>.lora_A.weight" (or ".lora_A.<adapter>.weight"), as PEFT and diffusers name them.
+_LORA_TENSOR = re.compile(r"^(?P<layer>.+)\.(?P<part>lora_A|lora_B)(?:\.[^.]+)?\.weight$")
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,14 @@ class LoraUse:
     file: Path
     weight: float
     config_file: Path | None = None
+    index: int = 0  # the entry's position in the request's lora list, for error messages
+
+    @property
+    def field(self) -> str:
+        return f"lora[{self.index}].model"
+
+    def refuse(self, reason: str) -> UnsupportedByEngineError:
+        return UnsupportedByEngineError(self.field, self.model, ENGINE, reason, _INSTEAD)
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.model, "file": str(self.file), "weight": self.weight}
@@ -62,13 +79,53 @@ def lora_plan(request: ImageInferenceRequest) -> list[LoraUse]:
         weight = float(entry.weight if entry.weight is not None else spec.DEFAULTS["lora.weight"])  # type: ignore[arg-type]
         file, config_file = _locate(index, entry.model)
         if weight != 0:
-            uses.append(LoraUse(entry.model, file, weight, config_file))
+            use = LoraUse(entry.model, file, weight, config_file, index)
+            _check_file(use)
+            uses.append(use)
     return uses
+
+
+def _check_file(use: LoraUse) -> None:
+    """Refuse a file that is not readable safetensors or holds no LoRA tensors (read from its header only)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(use.file), framework="pt") as handle:
+            keys = list(handle.keys())
+    except Exception as exc:  # safetensors reports a bad header with its own error type; any of them: not readable
+        raise use.refuse(f"{use.file.name!r} is not a readable .safetensors file ({exc})") from None
+    if not keys:
+        raise use.refuse(f"{use.file.name!r} holds no tensors")
+    if not any(_LORA_TENSOR.match(key) for key in normalise_keys(dict.fromkeys(keys))):
+        raise use.refuse(
+            f"{use.file.name!r} holds no LoRA tensors (none named '<layer>.lora_A.weight' / '<layer>.lora_B.weight'); "
+            f"it is not a LoRA in the diffusers or PEFT format (its first key is {keys[0]!r})"
+        )
+
+
+def fit_problems(transformer: Any, state_dict: dict[str, Any]) -> list[str]:
+    """Why a (normalised) LoRA state dict does not fit the transformer: layers it does not have, and shapes that
+    differ from its layers'. Empty when it fits."""
+    modules = dict(transformer.named_modules())
+    problems: list[str] = []
+    for key, tensor in state_dict.items():
+        match = _LORA_TENSOR.match(key)
+        if match is None:
+            continue
+        layer = modules.get(match["layer"])
+        if layer is None:
+            problems.append(f"{match['layer']!r} is not a layer of the transformer")
+            continue
+        wanted = getattr(layer, "in_features" if match["part"] == "lora_A" else "out_features", None)
+        given = tensor.shape[1] if match["part"] == "lora_A" else tensor.shape[0]
+        if wanted is not None and (tensor.dim() != 2 or given != wanted):
+            problems.append(f"{key!r} has shape {tuple(tensor.shape)}, but the layer has {wanted} features")
+    return problems
 
 
 def _locate(index: int, model: str) -> tuple[Path, Path | None]:
     path = Path(model).expanduser()
-    instead = "a path to a LoRA .safetensors file, or a folder with one (diffusers, PEFT or the official layout)"
+    instead = _INSTEAD
     if path.is_file() and path.suffix == ".safetensors":
         return path, None
     if path.is_dir():
@@ -134,9 +191,21 @@ class LoraRun:
         try:
             for name, use in zip(self.names, self.uses, strict=True):
                 state_dict = normalise_keys(load_file(str(use.file)))
-                self.transformer.load_lora_adapter(
-                    state_dict, prefix=None, adapter_name=name, metadata=_adapter_metadata(use)
-                )
+                problems = fit_problems(self.transformer, state_dict)
+                if problems:
+                    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                    raise use.refuse(
+                        f"it does not fit {spec.MODEL_NAME}'s transformer: {problems[0]}{more}; it was made for "
+                        "another model"
+                    )
+                try:
+                    self.transformer.load_lora_adapter(
+                        state_dict, prefix=None, adapter_name=name, metadata=_adapter_metadata(use)
+                    )
+                except Exception as exc:  # PEFT and diffusers fail on odd files with many types (IndexError, ...)
+                    raise use.refuse(f"loading it failed ({type(exc).__name__}: {exc})") from exc
+                if name not in (getattr(self.transformer, "peft_config", None) or {}):
+                    raise use.refuse("no layer of the transformer took its weights, so it would have no effect")
                 loaded.append(name)
             self.transformer.set_adapters(self.names, weights=[use.weight for use in self.uses])
         except Exception:
