@@ -17,6 +17,7 @@ been generated yet waits (``waiting_for_reference``) instead of being compared w
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -104,6 +105,16 @@ def _read(path: Any) -> np.ndarray | None:
         return None
 
 
+_locks: dict[str, threading.RLock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_for(runs: RunLog) -> threading.RLock:
+    """The lock of one run-log file (re-entrant: score_sweep holds it around score_runs)."""
+    with _locks_guard:
+        return _locks.setdefault(str(runs.path), threading.RLock())
+
+
 def score_runs(
     runs: RunLog,
     frame: pd.DataFrame,
@@ -115,6 +126,13 @@ def score_runs(
     the new scores. ``reference_of`` maps run id to reference run id (default:
     :func:`~kandinsky_nb.analysis.quality.reference_runs` of ``frame``)."""
     chosen = _scorers(scorers)
+    with _lock_for(runs):  # one scoring pass per run log at a time: what one stores, the next finds stored
+        return _score_runs(runs, frame, chosen, reference_of)
+
+
+def _score_runs(
+    runs: RunLog, frame: pd.DataFrame, chosen: Sequence[Scorer], reference_of: pd.Series | None
+) -> ScoringReport:
     images = frame[(frame["status"] == "ok") & frame["image_sha256"].notna()]
     ids = [int(i) for i in images["id"]]
     reference_of = reference_runs(frame) if reference_of is None else reference_of
@@ -195,15 +213,6 @@ def _exact_scores(
     return frame
 
 
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock_for(runs: RunLog) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(str(runs.path), threading.Lock())
-
-
 def score_sweep(
     source: RunLog | _HasRunLog,
     sweep_id: str,
@@ -231,7 +240,8 @@ def score_sweep(
         frame = runs.dataframe("sweep_id = ?", (sweep_id,))
     frame["reference_id"] = frame["id"].map(reference_of).astype("Int64")
     frame = _exact_scores(runs, frame, chosen, report.against)
-    frame.attrs["scoring"] = report
+    # pandas deep-copies attrs into every derived frame: keep the report small (reference_id says the same per row).
+    frame.attrs["scoring"] = dataclasses.replace(report, against={})
     return frame
 
 
