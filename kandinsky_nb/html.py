@@ -39,7 +39,8 @@ THUMBNAIL_SIDE = 256
 DEMO_NOTE = "demo weights: random noise, not a real image"
 
 # Colours are JupyterLab theme variables (fallbacks for plain HTML), so the light and dark themes both read well; the
-# badge keeps dark text on a light background in both. Text is at least 12px.
+# badge keeps dark text on a light background in both. Text is at least 12px. The .knb-panel rules let the panels'
+# widget rows wrap and shrink at half width instead of overlapping or cutting labels ("Gen…").
 STYLE = """<style>
 .knb-gen{font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;color:var(--jp-ui-font-color1,#212121)}
 .knb-gen .knb-tiles{display:flex;flex-wrap:wrap;gap:8px}
@@ -68,6 +69,14 @@ STYLE = """<style>
  font-size:12px}
 .knb-muted{color:var(--jp-ui-font-color2,#616161);font-size:12px}
 .knb-over{color:var(--jp-error-color1,#d32f2f);font-size:12px}
+.knb-panel .widget-hbox,.knb-panel .jupyter-widget-hbox{flex-wrap:wrap;max-width:100%}
+.knb-panel .widget-vbox,.knb-panel .jupyter-widget-vbox{max-width:100%;min-width:0}
+.knb-panel .jupyter-button,.knb-panel .jupyter-widget-upload{width:auto;min-width:max-content;flex:0 0 auto}
+.knb-panel .jupyter-widget-hslider{width:auto;flex:1 1 260px;min-width:200px;max-width:100%}
+.knb-panel .jupyter-widget-text,.knb-panel .jupyter-widget-dropdown,.knb-panel .jupyter-widget-textarea{max-width:100%}
+.knb-panel .jupyter-widget-image{max-width:100%;height:auto}
+.knb-panel .jupyter-widget-html-content{white-space:normal;overflow-wrap:anywhere;line-height:1.4}
+.knb-panel .jupyter-widget-progress{max-width:100%}
 </style>"""
 
 

@@ -142,7 +142,7 @@ def _scatter(frame: pd.DataFrame, x: str, value: str, ylabel: str, title: str, m
     axes.set_xlabel(x)
     axes.set_ylabel(ylabel)
     subtitle = f"\n{model.describe()}" if model is not None and model.usable else ""
-    axes.set_title(title + subtitle, fontsize=9)
+    axes.set_title(title + subtitle, fontsize=9, wrap=True)  # wrap: a long model line is not cut at the edge
     if len(rows):
         axes.legend(fontsize=7)
     if "demo" in rows.columns and rows["demo"].any():

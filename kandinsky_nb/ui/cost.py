@@ -96,8 +96,11 @@ class CostPanel(widgets.VBox):
         self.refresh_button = css(widgets.Button(description="Refresh", icon="refresh"), "knb-cost-refresh")
         self.summary_html = css(widgets.HTML(""), "knb-cost-summary")
         self.spend_html = css(widgets.HTML(""), "knb-cost-spend")
-        self.cost_plot = css(widgets.Image(format="png"), "knb-cost-plot")
-        self.latency_plot = css(widgets.Image(format="png"), "knb-latency-plot")
+        # Hidden until there is something to plot (an empty Image widget shows a broken-image icon); never wider than
+        # the panel, so at half width the two plots stack instead of overflowing.
+        plot_layout = {"display": "none", "max_width": "100%", "height": "auto"}
+        self.cost_plot = css(widgets.Image(format="png", layout=plot_layout), "knb-cost-plot")
+        self.latency_plot = css(widgets.Image(format="png", layout=plot_layout), "knb-latency-plot")
         self.comparison_html = css(widgets.HTML(""), "knb-cost-comparison")
         self.binding.attribute(self.by, "by")
         self.binding.attribute(self.x, "x")
@@ -123,7 +126,7 @@ class CostPanel(widgets.VBox):
             ],
             **box,
         )
-        css(self, "knb-cost-panel")
+        css(self, "knb-panel", "knb-cost-panel")
         self.errors.guard("Cost panel")(self.refresh)()
 
     def frame(self) -> pd.DataFrame:
@@ -157,6 +160,7 @@ class CostPanel(widgets.VBox):
             self.summary_html.value = "No runs logged yet: generate something, then Refresh."
             self.spend_html.value = self.comparison_html.value = ""
             self.cost_plot.value = self.latency_plot.value = b""
+            self.cost_plot.layout.display = self.latency_plot.layout.display = "none"
             return
         self.summary = cost_summary(frame)
         demo = f'<br><span class="knb-demo">{DEMO_NOTE} (demo rows included)</span>' if frame["demo"].any() else ""
@@ -165,6 +169,7 @@ class CostPanel(widgets.VBox):
         self.spend_html.value = self.spend.to_html(classes="knb-params", float_format=lambda v: f"{v:.6g}", border=0)
         self.cost_plot.value = figure_png(plot_cost(frame, x=self.state.x))
         self.latency_plot.value = figure_png(plot_latency(frame, x=self.state.x))
+        self.cost_plot.layout.display = self.latency_plot.layout.display = None
         cloud_rows = frame[frame["engine"] == "runware"]
         cloud = fit_cost(cloud_rows) if len(cloud_rows) else None
         self.comparison = local_vs_cloud(frame, gpu_hourly_usd=self.state.gpu_hourly_usd, cloud=cloud)

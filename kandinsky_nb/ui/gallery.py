@@ -198,7 +198,7 @@ class Gallery(widgets.VBox):
             ],
             **box_kwargs,
         )
-        css(self, "knb-gallery")
+        css(self, "knb-panel", "knb-gallery")
         self.detail.layout.display = "none"  # until an image is opened
         if panel is not None:
             # New images from that panel appear here without a click on Refresh.

@@ -148,7 +148,7 @@ class GeneratePanel(widgets.VBox):
         self._build_controls()
         self._build_outputs()
         super().__init__(children=self._layout(), **box_kwargs)
-        css(self, "knb-generate-panel")
+        css(self, "knb-panel", "knb-generate-panel")
         self._write_widgets()
         self._draw_engine()
         self._refresh()

@@ -256,7 +256,7 @@ class SweepPanel(widgets.VBox):
             ],
             **box,
         )
-        css(self, "knb-sweep-panel")
+        css(self, "knb-panel", "knb-sweep-panel")
         self._write_widgets()
         self.errors.guard("Sweep form")(self.replan)()
 
