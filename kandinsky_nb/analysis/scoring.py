@@ -17,8 +17,10 @@ been generated yet waits (``waiting_for_reference``) instead of being compared w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -255,8 +257,19 @@ def _background() -> ThreadPoolExecutor:
         if _executor is None:
             # One worker: scoring jobs queue instead of competing with each other (and with a running sweep) for
             # the CPU; numpy and scikit-image release the GIL for the heavy parts, so the sweep's threads keep going.
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kandinsky-nb-scoring")
+            _executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="kandinsky-nb-scoring", initializer=_yield_to_generation
+            )
         return _executor
+
+
+def _yield_to_generation() -> None:
+    """Lower the scoring thread's CPU priority where the OS allows it per thread (Linux): when a sweep and scoring
+    compete for cores, the sweep's pipeline threads win and scoring uses what is left."""
+    # Only Linux takes a thread id here; elsewhere the same call would name a process, so scoring keeps its priority.
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 def score_sweep_in_background(

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
 from .._version import __version__
 from ..errors import ConfigurationError, KandinskyNBError
@@ -33,7 +34,7 @@ from ..protocol.policy import (
 )
 from ..settings import ApiKey, runware_base_url
 from ..settings import api_key as find_api_key
-from ..types import Generation, ImageInferenceRequest
+from ..types import GeneratedImage, Generation, ImageInferenceRequest
 from .base import Backend
 
 __all__ = ["RunwareBackend"]
@@ -191,7 +192,7 @@ class RunwareBackend(Backend):
             while True:
                 action = flow.send(self._perform(action))
         except StopIteration as finished:
-            return finished.value
+            return self._redacted(finished.value)
 
     async def _adrive(self, flow: Conversation) -> list[Any]:
         try:
@@ -199,10 +200,24 @@ class RunwareBackend(Backend):
             while True:
                 action = flow.send(await self._aperform(action))
         except StopIteration as finished:
-            return finished.value
+            return self._redacted(finished.value)
+
+    def _redacted(self, outcomes: list[Any]) -> list[Any]:
+        """The outcomes with the key blanked out of everything a server could have echoed it into: the parsed text
+        of errors (message, body, wire error, notes) and the result items the run log keeps. Image bytes are never
+        touched."""
+        key = self._key
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                _redact_error(outcome, key)
+            elif isinstance(outcome, Generation):
+                outcome.response = key.redact_data(outcome.response)
+                outcome.details = key.redact_data(outcome.details)
+                outcome.images = [_redact_image(image, key) for image in outcome.images]
+        return outcomes
 
     def _perform(self, action: Action) -> Outcome:
-        _log_action(action)
+        _log_action(action, self._key)
         if isinstance(action, Sleep):
             time.sleep(action.seconds)
             return None
@@ -226,7 +241,7 @@ class RunwareBackend(Backend):
             return Failure(_reason(exc))
 
     async def _aperform(self, action: Action) -> Outcome:
-        _log_action(action)
+        _log_action(action, self._key)
         if isinstance(action, Sleep):
             await asyncio.sleep(action.seconds)
             return None
@@ -256,9 +271,10 @@ class RunwareBackend(Backend):
         return {"Authorization": f"Bearer {self._key.reveal()}"}
 
     def _reply(self, status: int, content: bytes, headers: httpx.Headers) -> Reply:
-        # A server may echo what it received; the key must not travel on into errors or the run log.
-        secret = self._key.reveal().encode()
-        return Reply(status, content.replace(secret, b"***"), headers.get("content-type", ""))
+        # The body goes to the conversation exactly as received: blanking the key out of raw bytes corrupts answers
+        # whenever the key is short ("k" is inside "taskUUID"). The key is taken out of what the answers BECAME
+        # (errors and result items, after parsing), in _redacted.
+        return Reply(status, content, headers.get("content-type", ""))
 
     def _headers(self) -> dict[str, str]:
         return {"User-Agent": f"kandinsky-nb/{__version__}", "Accept": "application/json"}
@@ -298,14 +314,46 @@ def _reason(exc: httpx.HTTPError) -> str:
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 
 
-def _log_action(action: Action) -> None:
+def _redact_error(error: BaseException, key: ApiKey, depth: int = 0) -> None:
+    """Blank the key out of an exception's message, attributes and notes, and of the exceptions chained to it."""
+    error.args = tuple(key.redact_data(arg) if isinstance(arg, str | dict | list) else arg for arg in error.args)
+    for name, value in list(vars(error).items()):
+        if name.startswith("__"):
+            continue
+        vars(error)[name] = _redact_value(value, key)
+    notes = getattr(error, "__notes__", None)
+    if isinstance(notes, list):
+        error.__notes__ = [key.redact(note) if isinstance(note, str) else note for note in notes]
+    for chained in (error.__cause__, error.__context__):
+        if chained is not None and chained is not error and depth < 4:
+            _redact_error(chained, key, depth + 1)
+
+
+def _redact_value(value: Any, key: ApiKey) -> Any:
+    if isinstance(value, list | tuple):
+        return type(value)(_redact_value(v, key) for v in value)
+    if isinstance(value, str | dict):
+        return key.redact_data(value)
+    if isinstance(value, BaseModel):  # a WireError or result: rebuilt from its redacted fields
+        dumped = value.model_dump()
+        redacted = key.redact_data(dumped)
+        return value if redacted == dumped else type(value).model_validate(redacted)
+    return value
+
+
+def _redact_image(image: GeneratedImage, key: ApiKey) -> GeneratedImage:
+    result = _redact_value(image.result, key)
+    return image if result is image.result else dataclasses.replace(image, result=result)
+
+
+def _log_action(action: Action, key: ApiKey) -> None:
     if not log.isEnabledFor(logging.DEBUG):
         return
     if isinstance(action, Post):
         uuids = ", ".join(str(task.get("taskUUID")) for task in action.tasks)
         log.debug("POST %s of %d task(s): %s", action.purpose, len(action.tasks), uuids)
     elif isinstance(action, Fetch):
-        log.debug("GET image %s", action.url)
+        log.debug("GET image %s", key.redact(action.url))
     else:
         log.debug("waiting %.2fs before the next call", action.seconds)
 

@@ -26,9 +26,18 @@ from typing import Any, Literal
 
 import pydantic
 
-from .._media import decode_data_uri, sniff_format
-from ..errors import APIError, KandinskyNBError, PollTimeoutError, ResponseValidationError
+from .. import spec
+from .._media import decode_data_uri
+from ..errors import (
+    APIError,
+    FieldProblem,
+    KandinskyNBError,
+    PollTimeoutError,
+    RequestValidationError,
+    ResponseValidationError,
+)
 from ..types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult, WireError
+from ..types.images import UnreadableImage, inspect_image
 from .envelope import OUTPUT_FIELDS, Envelope, MalformedResponse, is_terminal_item, parse_envelope
 from .failures import connection_error, malformed_response_error, status_error, task_error
 from .policy import (
@@ -116,6 +125,8 @@ class FlowConfig:
     engine: str = "runware"
     # Upload local image inputs once (imageUpload) and send their UUIDs; False sends them inline as data URIs.
     upload_inputs: bool = True
+    # Every result is decoded within this many pixels (width x height) before it counts as an image.
+    max_result_pixels: int = spec.MAX_RESULT_PIXELS
 
 
 # -- classifying one answer --------------------------------------------------------------------------------------
@@ -266,6 +277,9 @@ def conversation(
         for task in tasks:
             task.phase, task.sends = "poll", 1
     else:
+        for task in tasks:
+            if task.request.logged_inputs:
+                task.fail(_logged_inputs_error(task.request))
         if config.upload_inputs:
             yield from _upload(tasks, config, cache, rng)
         for task in tasks:
@@ -288,12 +302,22 @@ def conversation(
     return outcomes
 
 
+def _logged_inputs_error(request: ImageInferenceRequest) -> RequestValidationError:
+    """A request rebuilt from the run log names its image inputs by hash only: there is nothing to send."""
+    problems = [
+        FieldProblem(name, repr(ref), "the image itself (a path, bytes or PIL image)", ref.logged_message())
+        for name, ref in request.logged_inputs
+    ]
+    return RequestValidationError(problems, hint="Pass the image inputs again (request.replace(seedImage=...)).")
+
+
 def _upload(
     tasks: list[_Task], config: FlowConfig, cache: MutableMapping[str, str], rng: random.Random
 ) -> Generator[Action, Outcome, None]:
     needed: dict[str, bytes] = {}
     for task in tasks:
-        needed.update(images_to_upload(task.request))
+        if task.phase == "submit":
+            needed.update(images_to_upload(task.request))
     waiting = {key: data for key, data in needed.items() if key not in cache}
     failed: dict[str, KandinskyNBError] = {}
     attempt = 0
@@ -333,6 +357,8 @@ def _upload(
                 break
             yield Sleep(config.policy.backoff(attempt, rng))
     for task in tasks:
+        if task.phase != "submit":
+            continue
         for key in images_to_upload(task.request):
             if key not in cache:
                 task.fail(failed.get(key) or malformed_response_error("an image input could not be uploaded"))
@@ -488,9 +514,15 @@ def _collect_images(
                 )
             )
             return
-        if sniff_format(data) is None:
+        try:
+            inspect_image(data, max_pixels=config.max_result_pixels, what=f"result {len(images) + 1}")
+        except UnreadableImage as exc:
             task.fail(
-                malformed_response_error("a result's bytes are not a PNG, JPEG or WEBP image", task_uuid=task.uuid)
+                ResponseValidationError(
+                    f"Task {task.uuid} failed: {exc}. The server's answer is not a usable image, so nothing is kept "
+                    "as a result. Run the request again (request.replace()), or check the server at the base URL.",
+                    task_uuid=task.uuid,
+                )
             )
             return
         images.append(GeneratedImage(result=result, data=data))
@@ -536,11 +568,7 @@ def _download(
                     "has not expired (ttl) and fetch it again with backend.resume(request).",
                     task_uuid=task.uuid,
                 )
-            if sniff_format(outcome.content) is None:
-                return ResponseValidationError(
-                    f"The bytes at {url} are not a PNG, JPEG or WEBP image.", task_uuid=task.uuid
-                )
-            return outcome.content
+            return outcome.content  # decoded and checked with the inline images, in _collect_images
         if isinstance(outcome, Reply):
             transient = is_retryable_status(outcome.status)
             problem = ResponseValidationError(

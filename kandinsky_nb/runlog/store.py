@@ -24,7 +24,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,7 +61,7 @@ def _json(value: Any) -> str | None:
 
 def request_row_fields(request: ImageInferenceRequest) -> dict[str, Any]:
     """The promoted columns of a request: effective values, so a model default reads as the number it stands for."""
-    wire = request.to_wire()
+    wire = request.to_log()  # image inputs as references (hash, size, dimensions), never their bytes
     return {
         "model": request.model,
         "task_uuid": request.taskUUID,
@@ -159,12 +159,21 @@ class RunLog:
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
+                        # After a full disk or an I/O error SQLite may have rolled back already; a failing ROLLBACK
+                        # ("cannot rollback") must not hide the error that says what went wrong.
+                        with suppress(sqlite3.Error):
+                            self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    raise RunLogError(
+                        f"the disk is full: cannot write to the run log at {self.path} ({exc}); nothing of this write "
+                        "was kept. Free space on that disk, or use a home folder on another one (Session(home=...) or "
+                        "KANDINSKY_NB_HOME), and run again."
+                    ) from exc
                 raise RunLogError(
                     f"cannot write to the run log at {self.path}: {exc}. Another process may hold it longer than "
-                    f"{BUSY_TIMEOUT_MS / 1000:.0f} s, or the disk is full; retry, or free space."
+                    f"{BUSY_TIMEOUT_MS / 1000:.0f} s; retry."
                 ) from exc
 
     def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
@@ -263,7 +272,7 @@ class RunLog:
                     sweep_cell=sweep_cell,
                 )
             ]
-        wire = request.to_wire()
+        wire = request.to_log()
         finished = _now()
         rows = []
         # The local engine reports its measured seconds; other engines may report gpu_seconds.

@@ -5,6 +5,8 @@ reference, an unreadable file is skipped and scored once restored, and the demo 
 from __future__ import annotations
 
 import math
+import os
+import sys
 import threading
 
 import pytest
@@ -178,3 +180,17 @@ def test_any_rows_can_be_scored_such_as_a_gallery_of_single_runs(runs):
     assert report.computed == 4 and set(report.against) == {"sharpness", "colourfulness"}
     frame = runs.df
     assert frame["score_sharpness"].notna().tolist() == [False, True, True]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is a Linux feature")
+def test_the_background_thread_yields_the_cpu_to_generation(runs):
+    log_cells(runs, "fox", CELLS[:1])
+
+    class Niceness(Sharpness):
+        def score(self, image, *, reference=None, prompt=None):
+            self.seen = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            return super().score(image)
+
+    probe = Niceness()
+    score_sweep_in_background(runs, "fox", [probe]).result(timeout=60)
+    assert probe.seen >= 10 and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 10
