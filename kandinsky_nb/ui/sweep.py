@@ -211,6 +211,8 @@ class SweepPanel(widgets.VBox):
         self.sheet_image = css(widgets.Image(format="png", layout={"display": "none"}), "knb-sweep-sheet")
         self.sheet: Any = None
         self._sheet_of: str | None = None  # the name of the sweep the sheet shows
+        self.sheet_task: asyncio.Task[Any] | None = None
+        self.sheet_status = css(widgets.HTML(""), "knb-sweep-sheet-status")
         self.cancel_button = css(widgets.Button(description="Cancel", icon="stop", disabled=True), "knb-sweep-cancel")
         self.progress = css(widgets.IntProgress(value=0, min=0, max=1, description="cells"), "knb-sweep-progress")
         self.progress_label = css(widgets.HTML(""), "knb-sweep-progress-label")
@@ -231,7 +233,7 @@ class SweepPanel(widgets.VBox):
         bind.attribute(self.concurrency, "concurrency")
         self.run_button.on_click(self.errors.guard("Run sweep")(lambda _b: self.run()))
         self.cancel_button.on_click(self.errors.guard("Cancel sweep")(lambda _b: self.cancel()))
-        self.sheet_button.on_click(self.errors.guard("Contact sheet")(lambda _b: self.contact_sheet()))
+        self.sheet_button.on_click(self.errors.guard("Contact sheet")(lambda _b: self.draw_contact_sheet()))
         super().__init__(
             children=[
                 widgets.HTML(STYLE),
@@ -251,7 +253,7 @@ class SweepPanel(widgets.VBox):
                 widgets.HBox([self.run_button, self.cancel_button, self.progress, self.progress_label]),
                 self.errors.widget,
                 self.grid,
-                self.sheet_button,
+                widgets.HBox([self.sheet_button, self.sheet_status]),
                 self.sheet_image,
             ],
             **box,
@@ -362,13 +364,72 @@ class SweepPanel(widgets.VBox):
         return self.task
 
     def contact_sheet(self) -> Any:
-        """Draw the sweep's labelled contact sheet (``plan.grid()``: X across, Y down, failed cells as placeholders)."""
+        """Draw the sweep's labelled contact sheet (``plan.grid()``: X across, Y down, failed cells as placeholders)
+        now, and show it."""
+        plan = self._plan_to_draw()
+        self._sheet_busy(plan)
+        try:
+            sheet = plan.grid()
+            png = sheet._repr_png_()
+        finally:
+            self._sheet_idle()
+        return self._show_sheet(plan, sheet, png)
+
+    def draw_contact_sheet(self) -> asyncio.Task[Any] | None:
+        """What the Contact sheet button does: draw the sheet off the event loop (reading every image takes a while on
+        a big sweep), saying so meanwhile; a task when an event loop runs, else now."""
+        plan = self._plan_to_draw()
+        if self.sheet_task is not None and not self.sheet_task.done():
+            return self.sheet_task  # already drawing: a second click waits for the same sheet
+        self._sheet_busy(plan)
+        self.sheet_task = run_in_background(lambda: self._adraw_sheet(plan), lambda: self._draw_sheet_now(plan))
+        return self.sheet_task
+
+    def _plan_to_draw(self) -> Any:
         if self.plan is None:
             raise SweepError("there is no valid sweep to draw; fix the problems shown above first.")
-        self.sheet, self._sheet_of = self.plan.grid(), self.plan.name
-        self.sheet_image.value = self.sheet._repr_png_()
+        return self.plan
+
+    async def _adraw_sheet(self, plan: Any) -> Any:
+        def draw() -> tuple[Any, bytes]:
+            sheet = plan.grid()
+            return sheet, sheet._repr_png_()
+
+        try:
+            sheet, png = await asyncio.to_thread(draw)
+        except Exception as exc:
+            self.errors.show(exc, "Contact sheet")
+            return None
+        finally:
+            self._sheet_idle()
+        return self._show_sheet(plan, sheet, png)
+
+    def _draw_sheet_now(self, plan: Any) -> Any:
+        try:
+            return self.contact_sheet()
+        except Exception as exc:
+            self.errors.show(exc, "Contact sheet")
+            return None
+
+    def _sheet_busy(self, plan: Any) -> None:
+        self.sheet_button.disabled = True
+        self.sheet_button.description = "Drawing…"
+        self.sheet_status.value = (
+            f'<span class="knb-muted">Drawing the contact sheet of {len(plan)} cells (reading every image)…</span>'
+        )
+
+    def _sheet_idle(self) -> None:
+        self.sheet_button.disabled = False
+        self.sheet_button.description = "Contact sheet"
+        self.sheet_status.value = ""
+
+    def _show_sheet(self, plan: Any, sheet: Any, png: bytes) -> Any:
+        if self.plan is None or self.plan.name != plan.name:
+            return sheet  # the form moved on while drawing: this sheet belongs to a sweep no longer on screen
+        self.sheet, self._sheet_of = sheet, plan.name
+        self.sheet_image.value = png
         self.sheet_image.layout.display = None
-        return self.sheet
+        return sheet
 
     def cancel(self) -> None:
         """Stop starting new cells; cells in flight finish and are logged. Run again to resume the rest."""
@@ -442,7 +503,10 @@ class SweepPanel(widgets.VBox):
     def _draw_run(self) -> None:
         """Buttons and progress bar, drawn from ``run_state``."""
         run = self.run_state
-        self.run_button.disabled = self.plan is None or run.running or not self._within_budget()
+        nothing_to_run = self.estimate is not None and self.estimate.cells_to_run == 0
+        self.run_button.disabled = self.plan is None or run.running or not self._within_budget() or nothing_to_run
+        # A finished sweep says so on its button, rather than offering a run that would do nothing.
+        self.run_button.description = "All done" if nothing_to_run and not run.running else "Run / resume"
         self.cancel_button.disabled = not run.running
         self.progress.value = round(run.progress * self.progress.max)
         self.progress.bar_style = {"success": "success", "partial": "warning", "failed": "danger"}.get(
@@ -464,10 +528,15 @@ class SweepPanel(widgets.VBox):
             else f"{format_usd(e.budget_left_usd)} left" + ("" if self._within_budget() else " — <b>not enough</b>")
         )
         demo = f' · <span class="knb-demo">{DEMO_NOTE}</span>' if self.session.demo else ""
+        source = html.escape(cost_source_note(e.cost_source, self.session.engine, self.session.demo))
+        to_run = (
+            f"to run now: {e.cells_to_run} cells, {format_usd(e.cost_to_run_usd)}, {format_seconds(e.seconds_to_run)}"
+            if e.cells_to_run
+            else "<b>all cells are done</b>: nothing to run (give the sweep a new name to run it again)"
+        )
         return (
             f"<b>{html.escape(self.plan.name)}</b>: {shape} = <b>{e.cells}</b> cells, {e.images} images, "
-            f"{format_usd(e.cost_usd)} ({html.escape(cost_source_note(e.cost_source, self.session.engine, self.session.demo))}) · to run now: {e.cells_to_run} cells, "
-            f"{format_usd(e.cost_to_run_usd)}, {format_seconds(e.seconds_to_run)} · budget: {budget}{demo}"
+            f"{format_usd(e.cost_usd)} ({source}) · {to_run} · budget: {budget}{demo}"
         )
 
     def _draw_grid(self) -> None:

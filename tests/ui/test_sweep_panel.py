@@ -3,6 +3,8 @@ fills the grid and logs every cell; cancel stops starting cells; running again r
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from kandinsky_nb import spec
@@ -57,9 +59,17 @@ async def test_run_fills_the_grid_and_a_second_run_resumes_nothing(demo_session)
     assert sorted(rows["sweep_id"].unique()) == ["fox-grid"] and len(rows) == 4
     assert panel.sheet_image.layout.display == "none"  # no empty (broken-looking) image before there is a sheet
     panel.sheet_button.click()
+    # Drawing reads every image: it runs off the event loop and says so meanwhile.
+    assert isinstance(panel.sheet_task, asyncio.Task) and not panel.sheet_task.done()
+    assert panel.sheet_button.disabled and panel.sheet_button.description == "Drawing…"
+    assert "Drawing the contact sheet of 4 cells" in panel.sheet_status.value
+    await panel.sheet_task
+    assert not panel.sheet_button.disabled and panel.sheet_status.value == ""
     assert bytes(panel.sheet_image.value)[:4] == b"\x89PNG" and panel.sheet.image.width > 0
     assert panel.sheet_image.layout.display is None
-    assert panel.estimate.cells_to_run == 0  # everything done: a re-run resumes nothing
+    assert panel.estimate.cells_to_run == 0  # everything done: a re-run resumes nothing, and the panel says so
+    assert panel.run_button.disabled and panel.run_button.description == "All done"
+    assert "nothing to run" in panel.summary.value
     again = await panel.run()
     assert (again.ok, again.skipped_done) == (0, 4)
 
@@ -100,7 +110,7 @@ async def test_every_problem_shows_next_to_its_field_and_goes_when_fixed(demo_se
     panel.update(prompt="a red fox", name="fox-fields", axes={"steps": "10, 11"})
     await panel.run()
     assert panel.grid.value.count("<img") == 2
-    panel.sheet_button.click()
+    await panel.draw_contact_sheet()
     assert panel.sheet_image.layout.display is None
     # Two bad fields at once: each problem under its own field, none in the general line.
     panel.axis_texts["steps"].value = "5-7"
