@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -31,6 +31,7 @@ from ..protocol.policy import (
     DEFAULT_POLL_TIMEOUT,
     DEFAULT_TIMEOUT,
     RetryPolicy,
+    retry_after_seconds,
 )
 from ..settings import ApiKey, runware_base_url
 from ..settings import api_key as find_api_key
@@ -70,6 +71,9 @@ class RunwareBackend(Backend):
     upload_inputs:
         Upload local image inputs (paths, bytes) once with ``imageUpload`` and send their UUIDs (True), or send them
         inline as data URIs (False).
+    expected_latency:
+        A function giving the seconds a request is expected to take (a session passes its fitted model,
+        ``CostModel.seconds``), or None. Async polls aim at it when the server sends no latency hint of its own.
     transport, async_transport:
         httpx transports to use instead of the network (tests, proxies).
 
@@ -96,6 +100,7 @@ class RunwareBackend(Backend):
         upload_inputs: bool = True,
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
         retry_policy: RetryPolicy | None = None,
+        expected_latency: Callable[[ImageInferenceRequest], float | None] | None = None,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -127,6 +132,7 @@ class RunwareBackend(Backend):
             max_download_bytes=max_download_bytes,
             engine=self.name,
             upload_inputs=upload_inputs,
+            expected_latency=expected_latency,
         )
         self._transport = transport
         self._async_transport = async_transport
@@ -274,7 +280,8 @@ class RunwareBackend(Backend):
         # The body goes to the conversation exactly as received: blanking the key out of raw bytes corrupts answers
         # whenever the key is short ("k" is inside "taskUUID"). The key is taken out of what the answers BECAME
         # (errors and result items, after parsing), in _redacted.
-        return Reply(status, content, headers.get("content-type", ""))
+        retry_after = retry_after_seconds(headers.get("retry-after"))
+        return Reply(status, content, headers.get("content-type", ""), retry_after=retry_after)
 
     def _headers(self) -> dict[str, str]:
         return {"User-Agent": f"kandinsky-nb/{__version__}", "Accept": "application/json"}

@@ -49,6 +49,7 @@ from .policy import (
     is_not_found_code,
     is_retryable_code,
     is_retryable_status,
+    latency_hint,
 )
 from .wire import image_upload_task, images_to_upload, inference_task, poll_task
 
@@ -97,12 +98,14 @@ Action = Post | Fetch | Sleep
 
 @dataclass(frozen=True)
 class Reply:
-    """An HTTP answer. ``too_large``: the body passed the action's byte cap and was cut off."""
+    """An HTTP answer. ``too_large``: the body passed the action's byte cap and was cut off. ``retry_after``: the
+    server's ``Retry-After`` in seconds (read by :func:`~.policy.retry_after_seconds`), None when it sent none."""
 
     status: int
     content: bytes
     content_type: str = ""
     too_large: bool = False
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,9 @@ class FlowConfig:
     upload_inputs: bool = True
     # Every result is decoded within this many pixels (width x height) before it counts as an image.
     max_result_pixels: int = spec.MAX_RESULT_PIXELS
+    # Seconds a request is expected to take (a model fitted to earlier runs: CostModel.seconds), or None when
+    # unknown. Polls aim at it when the server sends no hint of its own.
+    expected_latency: Callable[[ImageInferenceRequest], float | None] | None = None
 
 
 # -- classifying one answer --------------------------------------------------------------------------------------
@@ -139,6 +145,7 @@ class Verdict:
     envelope: Envelope = field(default_factory=Envelope)
     status: int = 0
     error: APIError | None = None
+    retry_after: float | None = None  # seconds the server asked us to wait (429/503 Retry-After)
 
 
 def classify(outcome: Outcome, *, task_uuid: str | None = None) -> Verdict:
@@ -157,7 +164,9 @@ def classify(outcome: Outcome, *, task_uuid: str | None = None) -> Verdict:
     errors = envelope.errors if envelope else []
     body = _json_or_none(outcome.content)
     if is_retryable_status(status):
-        return Verdict("retry", status=status, error=status_error(status, errors, body=body, task_uuid=task_uuid))
+        error = status_error(status, errors, body=body, task_uuid=task_uuid)
+        # The envelope is kept: a poll answered 500 may name the tasks that failed (and only those are done for).
+        return Verdict("retry", envelope or Envelope(), status, error, retry_after=outcome.retry_after)
     if status in (401, 402, 403):
         return Verdict("fatal", status=status, error=status_error(status, errors, body=body, task_uuid=task_uuid))
     if envelope is None:
@@ -212,6 +221,8 @@ class _Task:
     sends: int = 0
     retries: int = 0
     polls: int = 0
+    # Seconds from the acknowledgement to the expected finish (the server's hint, else the fitted model), or None.
+    finish_s: float | None = None
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_error: APIError | None = None
     error: KandinskyNBError | None = None
@@ -225,11 +236,15 @@ class _Task:
     def expected(self) -> int:
         return int(self.request.effective("numberResults"))
 
-    def ingest(self, items: list[dict[str, Any]]) -> None:
-        """Add finished items; polls are cumulative, so an image seen before (same imageUUID) is not added twice."""
+    def ingest(self, items: list[dict[str, Any]], *, elapsed: float = 0.0) -> None:
+        """Add finished items; polls are cumulative, so an image seen before (same imageUUID) is not added twice.
+        A ``processing`` item's latency hint (seconds still needed, ``elapsed`` seconds into polling) moves the
+        expected finish."""
         for item in items:
             if is_terminal_item(item):
                 self.results.setdefault(_item_key(item), item)
+            elif (hint := latency_hint(item)) is not None:
+                self.finish_s = elapsed + hint
 
     @property
     def complete(self) -> bool:
@@ -285,8 +300,17 @@ def conversation(
         for task in tasks:
             if task.phase == "submit":
                 task.wire = inference_task(task.request, cache if config.upload_inputs else None)
+                if config.expected_latency is not None:
+                    task.finish_s = config.expected_latency(task.request)
+    while True:
         yield from _submit(tasks, config, rng)
-    yield from _poll(tasks, config, rng, clock, resume=resume)
+        yield from _poll(tasks, config, rng, clock, resume=resume)
+        again = [task for task in tasks if task.phase == "submit"]
+        if not again:
+            break
+        # The server lost these tasks before they finished (a replica stopped): nothing was charged, so the same
+        # taskUUIDs are sent again, after a backoff.
+        yield Sleep(config.policy.backoff(max(task.retries for task in again), rng))
     for task in tasks:
         if task.phase == "fetch":
             yield from _collect_images(task, config, rng, latency=lambda: clock() - start, resumed=resume)
@@ -355,7 +379,8 @@ def _upload(
             attempt += 1
             if attempt > config.policy.max_retries:
                 break
-            yield Sleep(config.policy.backoff(attempt, rng))
+            retry_after = verdict.retry_after if verdict.kind == "retry" else None
+            yield Sleep(config.policy.backoff(attempt, rng, retry_after=retry_after))
     for task in tasks:
         if task.phase != "submit":
             continue
@@ -404,7 +429,8 @@ def _submit(tasks: list[_Task], config: FlowConfig, rng: random.Random) -> Gener
                 task.retries += 1
                 pending.append(task)
         if pending:
-            yield Sleep(config.policy.backoff(max(task.retries for task in pending), rng))
+            retry_after = verdict.retry_after if verdict.kind == "retry" else None
+            yield Sleep(config.policy.backoff(max(task.retries for task in pending), rng, retry_after=retry_after))
 
 
 def _batch_verdict(outcome: Outcome, batch: list[_Task]) -> Verdict:
@@ -432,44 +458,62 @@ def _for_task(error: APIError | None, task: _Task) -> APIError:
 def _poll(
     tasks: list[_Task], config: FlowConfig, rng: random.Random, clock: Callable[[], float], *, resume: bool
 ) -> Generator[Action, Outcome, None]:
+    """Poll ``getResponse`` for every task in the poll phase, each when it is due (see ``RetryPolicy.poll_delay``):
+    tasks due within ``poll_floor`` of each other share one POST. A transient failure (429 and 5xx included) waits
+    for the backoff or the server's Retry-After, whichever is longer. A task that the server reports failed with a
+    retryable code (its replica stopped, say) goes back to ``submit``, with the same taskUUID."""
     polling = [task for task in tasks if task.phase == "poll"]
     if not polling:
         return
+    policy = config.policy
     started = clock()
-    number = 0
+    transient_rounds = 0
     last_transient: APIError | None = None
+    retry_after: float | None = None
     while polling:
-        number += 1
-        remaining = config.poll_timeout - (clock() - started)
+        elapsed = clock() - started
+        remaining = config.poll_timeout - elapsed
         if remaining <= 0:
             break
-        delay = 0.0 if resume and number == 1 else config.policy.poll_delay(number)
+        waits = [_poll_wait(task, policy, elapsed, resume=resume) for task in polling]
+        delay = min(waits)
         if last_transient is not None:
-            delay = max(delay, config.policy.backoff(min(number, 6), rng))
+            delay = max(delay, policy.backoff(min(transient_rounds, 6), rng, retry_after=retry_after))
         if delay:
             yield Sleep(min(delay, remaining))
-        remaining = config.poll_timeout - (clock() - started)
-        for task in polling:
+        due = [task for task, wait in zip(polling, waits, strict=True) if wait <= delay + policy.poll_floor]
+        elapsed = clock() - started
+        remaining = config.poll_timeout - elapsed
+        for task in due:
             task.polls += 1
-        outcome = yield Post(
-            [poll_task(task.uuid) for task in polling], min(config.timeout, max(remaining, 1.0)), "poll"
-        )
-        verdict = _batch_verdict(outcome, polling)
+        outcome = yield Post([poll_task(task.uuid) for task in due], min(config.timeout, max(remaining, 1.0)), "poll")
+        verdict = _batch_verdict(outcome, due)
         if verdict.kind == "fatal":
             return
         if verdict.kind == "retry":
-            last_transient = verdict.error  # keep polling until the poll timeout: the task is not lost
-            continue
-        last_transient = None
-        for task in polling:
+            # A task the answer names has failed (a 500 for an engine failure); the others were not answered:
+            # keep polling them until the poll timeout, they are not lost.
+            failed = [task for task in due if verdict.envelope.errors_for(task.uuid)]
+            if len(failed) < len(due):
+                transient_rounds += 1
+                last_transient, retry_after = verdict.error, verdict.retry_after
+            due = failed
+        else:
+            transient_rounds, last_transient, retry_after = 0, None, None
+        for task in due:
             errors = _errors_for(task, verdict.envelope)
             if errors:
-                if resume and is_not_found_code(errors[0].code) and not task.results:
+                code = errors[0].code
+                if resume and is_not_found_code(code) and not task.results:
                     task.phase = "unknown"
+                elif not resume and is_retryable_code(code) and task.retries < policy.max_retries:
+                    task.retries += 1
+                    task.last_error = task_error(errors, task_uuid=task.uuid, status=verdict.status)
+                    task.phase = "submit"
                 else:
                     task.fail(task_error(errors, task_uuid=task.uuid, status=verdict.status))
                 continue
-            task.ingest(verdict.envelope.items_for(task.uuid))
+            task.ingest(verdict.envelope.items_for(task.uuid), elapsed=elapsed)
             if task.complete:
                 task.phase = "fetch"
         polling = [task for task in polling if task.phase == "poll"]
@@ -484,6 +528,13 @@ def _poll(
                 task_uuid=task.uuid,
             )
         )
+
+
+def _poll_wait(task: _Task, policy: RetryPolicy, elapsed: float, *, resume: bool) -> float:
+    """Seconds until this task's next poll is due, ``elapsed`` seconds into the poll phase."""
+    if resume and task.polls == 0:
+        return 0.0  # a resumed task may have finished long ago: ask at once
+    return policy.poll_delay(task.polls + 1, expected=task.finish_s, elapsed=elapsed)
 
 
 def _collect_images(

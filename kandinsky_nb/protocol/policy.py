@@ -8,8 +8,13 @@ instead of failing. So a retry never pays for a second generation.
 
 from __future__ import annotations
 
+import email.utils
+import math
 import random
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConfigurationError
 
@@ -20,6 +25,7 @@ __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_POLL_TIMEOUT",
     "DEFAULT_TIMEOUT",
+    "EXPECTED_SECONDS_FIELD",
     "RETRYABLE_STATUS",
     "TASK_NOT_FOUND_CODE",
     "RetryPolicy",
@@ -27,6 +33,8 @@ __all__ = [
     "is_not_found_code",
     "is_retryable_code",
     "is_retryable_status",
+    "latency_hint",
+    "retry_after_seconds",
     "status_category",
     "status_for_code",
 ]
@@ -35,6 +43,11 @@ DEFAULT_TIMEOUT = 120.0  # seconds per HTTP call; a sync Kandinsky generation on
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_POLL_TIMEOUT = 600.0  # seconds an async task is polled before PollTimeoutError (the task stays resumable)
 DEFAULT_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # a 1408x640 PNG is ~2 MB; anything near this is not an image
+
+# The server's own guess, in an async acknowledgement (or a ``processing`` answer), of how many seconds the task still
+# needs. ``kandinsky-nb serve`` sends it; the cloud does not (clients then use their own estimate). Both roles read it
+# from here.
+EXPECTED_SECONDS_FIELD = "expectedSeconds"
 
 CONFLICT_CODE = "conflictTaskUUID"
 TASK_NOT_FOUND_CODE = "taskNotFound"
@@ -176,7 +189,13 @@ def status_category(status: int) -> str | None:
 class RetryPolicy:
     """How often and how long to wait. ``backoff(n)`` is the wait before retry ``n`` (1-based): exponential from
     ``initial_delay``, capped at ``max_delay``, with "full jitter" on the upper half so many clients that failed
-    together do not retry together. ``poll_delay(n)`` is the wait before poll ``n`` of an async task."""
+    together do not retry together. ``poll_delay(n, ...)`` is the wait before poll ``n`` of an async task.
+
+    Polling near the limit: when the task's latency is expected (the server's hint, or a model fitted to earlier
+    runs), the first poll goes at the expected finish (plus ``poll_margin`` of it), and later ones follow it closely
+    (every ``poll_close`` of the expected latency, at least ``poll_floor`` seconds apart) and back off by
+    ``poll_factor`` up to ``poll_max``: a steady server answers in one or two polls, a late one is not hammered. With
+    no expectation, polls start at ``poll_initial`` and back off the same way."""
 
     max_retries: int = DEFAULT_MAX_RETRIES
     initial_delay: float = 0.5
@@ -184,6 +203,9 @@ class RetryPolicy:
     poll_initial: float = 0.5
     poll_factor: float = 1.5
     poll_max: float = 5.0
+    poll_margin: float = 0.02
+    poll_close: float = 0.05
+    poll_floor: float = 0.01
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
@@ -191,11 +213,62 @@ class RetryPolicy:
                 f"RetryPolicy(max_retries={self.max_retries!r}) is invalid: it counts retries after the first try. "
                 "Pass 0 to disable retries, or a positive number."
             )
+        for name in ("poll_initial", "poll_max", "poll_floor"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(
+                    f"RetryPolicy({name}={getattr(self, name)!r}) is invalid: it is a number of seconds above 0. "
+                    "Pass a positive number."
+                )
+        if not self.poll_factor >= 1 or not self.poll_margin >= 0 or not self.poll_close > 0:
+            raise ConfigurationError(
+                f"RetryPolicy(poll_factor={self.poll_factor!r}, poll_margin={self.poll_margin!r}, "
+                f"poll_close={self.poll_close!r}) is invalid: poll_factor must be 1 or more (polls never speed up), "
+                "poll_margin 0 or more and poll_close above 0 (fractions of the expected latency). Pass values in range."
+            )
 
-    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+    def backoff(self, attempt: int, rng: random.Random | None = None, *, retry_after: float | None = None) -> float:
+        """The wait before retry ``attempt``; never shorter than a server's ``Retry-After``."""
         ceiling = min(self.initial_delay * 2 ** max(attempt - 1, 0), self.max_delay)
         jitter = (rng or random).uniform(0.5, 1.0)
-        return ceiling * jitter
+        return max(ceiling * jitter, retry_after or 0.0)
 
-    def poll_delay(self, poll_number: int) -> float:
-        return min(self.poll_initial * self.poll_factor ** max(poll_number - 1, 0), self.poll_max)
+    def poll_delay(self, poll_number: int, *, expected: float | None = None, elapsed: float = 0.0) -> float:
+        """Seconds to wait before poll ``poll_number`` (1-based) of a task expected to take ``expected`` seconds
+        (None: unknown), ``elapsed`` seconds after it was acknowledged."""
+        if expected is None:
+            return min(self.poll_initial * self.poll_factor ** max(poll_number - 1, 0), self.poll_max)
+        due = expected * (1 + self.poll_margin)
+        if poll_number <= 1 or elapsed < due:
+            return max(due - elapsed, 0.0)
+        close = max(self.poll_floor, expected * self.poll_close)
+        return min(close * self.poll_factor ** max(poll_number - 2, 0), self.poll_max)
+
+
+def latency_hint(item: Mapping[str, Any]) -> float | None:
+    """The server's own guess of the seconds a task still needs (``expectedSeconds`` of a ``processing`` item), or
+    None when it sent none or sent something that is not a finite number of seconds."""
+    value = item.get(EXPECTED_SECONDS_FIELD)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds to wait: delay-seconds (``"3"``) or an HTTP date; None when absent or
+    unreadable (the client then backs off on its own)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less one is read as such
+            return None
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)

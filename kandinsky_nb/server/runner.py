@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
@@ -24,7 +25,9 @@ import httpx
 from .._media import extension, sniff_format
 from ..backends.base import Backend
 from ..errors import ConfigurationError, RequestValidationError
+from ..planning.pricing import work_units
 from ..protocol.envelope import SUCCESS
+from ..protocol.policy import EXPECTED_SECONDS_FIELD
 from ..protocol.server import (
     Authenticate,
     Infer,
@@ -130,6 +133,27 @@ def image_url(base_url: str, image_uuid: str, data: bytes) -> str:
     return f"{base_url}{IMAGES_PATH}/{image_uuid}.{extension(sniff_format(data), 'png')}"
 
 
+class EngineLatency:
+    """What this replica's engine has taken lately, per work unit (megapixel-steps x images): an exponentially
+    weighted mean, so the hint follows a GPU that warms up or slows down. It feeds the ``expectedSeconds`` hint of
+    an async acknowledgement, which lets clients poll at the expected finish instead of on a fixed schedule."""
+
+    def __init__(self, weight: float = 0.2) -> None:
+        self.weight = weight
+        self.seconds_per_unit: float | None = None
+
+    def observe(self, request: ImageInferenceRequest, seconds: float) -> None:
+        rate = seconds / max(work_units(request), 1e-9)
+        previous = self.seconds_per_unit
+        self.seconds_per_unit = rate if previous is None else previous + self.weight * (rate - previous)
+
+    def expected(self, request: ImageInferenceRequest, *, rounds: int) -> float | None:
+        """Seconds until ``request`` finishes when ``rounds`` - 1 rounds of generations run before it starts."""
+        if self.seconds_per_unit is None:
+            return None  # nothing measured yet: no hint beats a wrong one
+        return round(self.seconds_per_unit * work_units(request) * rounds, 4)
+
+
 class ServerState:
     """One replica: the engine, the store (shared by replicas when it is not the in-memory one), the jobs running
     here, and, for tests and diagnostics, the last request bodies received (:class:`RecentBodies`) and how many
@@ -169,6 +193,7 @@ class ServerState:
         self.jobs: set[asyncio.Task[None]] = set()
         self.received = RecentBodies()
         self.generations = GenerationCounts()
+        self.latency = EngineLatency()
         self._slots: asyncio.Semaphore | None = None
 
     @property
@@ -206,7 +231,7 @@ class ServerState:
                 elif isinstance(task, Infer):
                     job = await self._submit(task.request, base_url, owner)
                     if task.deferred:
-                        data.append(processing_item(task.request.taskUUID))
+                        data.append(self._acknowledge(task.request))
                     else:
                         waiting.append((task.request.taskUUID, job))
             except Refusal as refusal:
@@ -222,6 +247,15 @@ class ServerState:
                 data.extend(finished.items)
                 errors.extend(finished.errors)
         return data, errors
+
+    def _acknowledge(self, request: ImageInferenceRequest) -> dict[str, Any]:
+        """The async acknowledgement, with the seconds this task is expected to need (its job is already counted)."""
+        item = processing_item(request.taskUUID)
+        rounds = 1 + (len(self.jobs) - 1) // self.max_concurrency
+        expected = self.latency.expected(request, rounds=rounds)
+        if expected is not None:
+            item[EXPECTED_SECONDS_FIELD] = expected
+        return item
 
     async def _upload(self, task: Upload, base_url: str, owner: str) -> dict[str, Any]:
         # Deduplicated per owner: another key uploading the same bytes must not learn that someone did.
@@ -306,7 +340,9 @@ class ServerState:
         try:
             async with self.slots:
                 self.generations.add(request.taskUUID)
+                started = time.perf_counter()
                 generation = await self.backend.agenerate(request)
+                self.latency.observe(request, time.perf_counter() - started)
             task.items = await self._keep_images(request, generation, base_url)
             task.status = SUCCESS
             self.delivery.start(request, [image.data for image in generation.images], task.items)
