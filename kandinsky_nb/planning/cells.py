@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from .. import spec
-from ..errors import RequestValidationError, SweepError
+from ..errors import ConfigurationError, RequestValidationError, SweepError
 from ..types import ImageInferenceRequest
 from .axes import Axis
 
-__all__ = ["CellJob", "CellRef", "SweepCell", "build_request", "cell_key", "expand_cells"]
+__all__ = [
+    "MAX_CELLS",
+    "CellJob",
+    "CellRef",
+    "SweepCell",
+    "build_request",
+    "cell_key",
+    "check_plan_size",
+    "expand_cells",
+]
+
+# The most cells one plan may have unless its caller raises the limit: 10,000 images is already a day of a GPU or a
+# large bill, and a product of axes that passes it is almost always a typo (an extra digit in a range).
+MAX_CELLS = 10_000
 
 
 def build_request(
@@ -85,8 +99,25 @@ def _changes(base: ImageInferenceRequest, coords: dict[str, Any]) -> dict[str, A
     return changes
 
 
-def expand_cells(base: ImageInferenceRequest, axes: list[Axis]) -> list[SweepCell]:
-    """Every combination of the axes' values (the first axis outermost), each validated as a full request."""
+def check_plan_size(axes: list[Axis], max_cells: int = MAX_CELLS) -> int:
+    """The number of cells the axes make; refuses more than ``max_cells`` before a single cell is built, naming each
+    axis and its count."""
+    if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
+        raise ConfigurationError(f"max_cells={max_cells!r} is not allowed: give a whole number of at least 1")
+    count = math.prod(len(axis) for axis in axes)
+    if count > max_cells:
+        shape = " x ".join(f"{axis.name}[{len(axis)}]" for axis in axes)
+        raise SweepError(
+            f"this sweep has {count:,} cells ({shape}), more than the limit of {max_cells:,} per plan; use fewer "
+            "values on an axis, split it into several sweeps, or raise the limit with max_cells= (--max-cells)"
+        )
+    return count
+
+
+def expand_cells(base: ImageInferenceRequest, axes: list[Axis], max_cells: int = MAX_CELLS) -> list[SweepCell]:
+    """Every combination of the axes' values (the first axis outermost), each validated as a full request. At most
+    ``max_cells`` cells (:func:`check_plan_size`)."""
+    check_plan_size(axes, max_cells)
     cells = []
     for index, combination in enumerate(itertools.product(*(axis.values for axis in axes))):
         coords = {axis.name: value for axis, value in zip(axes, combination, strict=True)}

@@ -15,9 +15,25 @@ from typing import Any
 from ..errors import SweepError
 from ..types import ImageInferenceRequest
 from .axes import Axis, parse_axes, resolve_axis
-from .cells import SweepCell, build_request, expand_cells
+from .cells import MAX_CELLS, SweepCell, build_request, check_plan_size, expand_cells
 
-__all__ = ["SweepDesign", "check_same_sweep", "design_sweep"]
+__all__ = ["MAX_NAME_LENGTH", "SweepDesign", "check_same_sweep", "check_sweep_name", "design_sweep"]
+
+# A sweep's name is a key in the run log, a label in grids and panels, and part of file names: a line of text.
+MAX_NAME_LENGTH = 200
+
+
+def check_sweep_name(name: Any) -> str:
+    """Refuse a name that is not one short line of printable text (it is shown, stored and used in file names)."""
+    if not isinstance(name, str) or not name.strip():
+        raise SweepError(f"name={name!r} is not a sweep name; give a short name such as 'fox-cfg'")
+    if len(name) > MAX_NAME_LENGTH or not name.isprintable():
+        shown = repr(name[:40]) + ("..." if len(name) > 40 else "")
+        raise SweepError(
+            f"name={shown} is not allowed: a sweep name is one line of printable text of at most {MAX_NAME_LENGTH} "
+            "characters; give a short name such as 'fox-cfg'"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -60,14 +76,19 @@ def design_sweep(
     name: str | None = None,
     request: ImageInferenceRequest | None = None,
     axes: dict[str, Any],
+    max_cells: int = MAX_CELLS,
 ) -> SweepDesign:
-    """Expand and validate a sweep (nothing is sent). A list of prompts is a prompt axis; scalars fix a field."""
+    """Expand and validate a sweep (nothing is sent). A list of prompts is a prompt axis; scalars fix a field. More
+    than ``max_cells`` cells are refused before any is built."""
     if isinstance(prompt, list | tuple):
         if any(resolve_axis(key) == "positivePrompt" for key in axes):
             raise SweepError("prompts are given twice (a list and a positivePrompt axis); give them once")
         axes = {"positivePrompt": list(prompt), **axes}
         prompt = None
+    if name is not None:
+        check_sweep_name(name)
     parsed, fixed = parse_axes(axes)
+    check_plan_size(parsed, max_cells)
     prompt_axis = next((a for a in parsed if a.name == "positivePrompt"), None)
     if prompt is None and request is None and prompt_axis is None:
         raise SweepError("a sweep needs a prompt: sweep('a red fox', ...), request=..., or a positivePrompt axis")
@@ -82,10 +103,8 @@ def design_sweep(
     if name is None:
         digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:10]
         name = f"sweep-{digest}"
-    if not name.strip():
-        raise SweepError("a sweep name cannot be empty; give a short name such as 'fox-cfg'")
     if base.seed is None and not any(a.name == "seed" for a in parsed):
         # One seed for every cell (A1111's "fixed seed"), derived from the name so a resume reproduces it.
         base = base.replace(seed=_name_seed(name), taskUUID=base.taskUUID)
         definition["seed_from_name"] = base.seed
-    return SweepDesign(name, base, parsed, expand_cells(base, parsed), definition)
+    return SweepDesign(name, base, parsed, expand_cells(base, parsed, max_cells), definition)

@@ -33,7 +33,7 @@ from ..planning import (
     check_same_sweep,
     grid_layout,
 )
-from ..planning.pricing import LIST_PRICE
+from ..planning.pricing import LIST_PRICE, work_units
 from ..runlog.store import UNANSWERED
 from ..types import ImageInferenceRequest
 from .host import SweepHost
@@ -200,8 +200,10 @@ class SweepPlan:
         jobs, done = self._jobs(retry_failed)
         # Pending cells were paid for when first sent (their hold stayed counted): only fresh ones need room.
         model = session.cost_model()
-        cost = sum(model.price(job.request)[0] for job in jobs if not job.pending)
-        session.budget.check(cost, f"sweep {self.name!r} ({len(jobs)} requests)")
+        fresh = [job.request for job in jobs if not job.pending]
+        cost = sum(model.price(request)[0] for request in fresh)
+        work = sum(work_units(request) for request in fresh)  # at the price the budget has learned, if higher
+        session.budget.check(cost, f"sweep {self.name!r} ({len(jobs)} requests)", work=work)
         self._stop.clear()
         return jobs, SweepReport(self.name, skipped_done=done)
 

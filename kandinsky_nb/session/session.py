@@ -28,20 +28,40 @@ from ..errors import (
     ConfigurationError,
     KandinskyNBError,
     PollTimeoutError,
+    ResponseValidationError,
     RunLogError,
     TaskError,
 )
 from ..planning import CellRef, CostModel, Estimate, SweepEstimate, build_request, design_sweep
+from ..planning.pricing import work_units
 from ..runlog import RunLog
 from ..runlog.store import UNANSWERED
 from ..types import Generation, ImageInferenceRequest
-from .budget import Budget, Reservation
+from .budget import Budget, Reservation, is_cost
 from .engines import open_backend
 from .plan import SweepPlan
 
-__all__ = ["Session"]
+__all__ = ["Session", "UnusableCostError"]
 
 DEFAULT_CONCURRENCY = 4
+
+
+class UnusableCostError(ResponseValidationError):
+    """The engine answered with a cost that is not a finite number of USD of at least 0 (NaN, infinite, negative).
+    The answer is logged as failed and its cost is never counted: summed, it would silently disable the cap."""
+
+
+def _unusable_cost(generation: Generation) -> UnusableCostError | None:
+    """The refusal of an answer whose images' costs cannot be counted, or None when every cost is usable."""
+    bad = [image.cost for image in generation.images if image.cost is not None and not is_cost(image.cost)]
+    if not bad:
+        return None
+    return UnusableCostError(
+        f"the {generation.engine} engine answered taskUUID {generation.task_uuid} with cost={bad[0]!r}; a cost must "
+        "be a finite number of USD of at least 0. The answer is logged as failed and its cost is not counted (its "
+        "hold stays counted as spent); check the engine's pricing before running more.",
+        task_uuid=generation.task_uuid,
+    )
 
 
 @dataclass
@@ -138,10 +158,22 @@ class Session:
         return self.cost_model().estimate(build_request(**fields))
 
     # -- the run lifecycle (shared by the sync and async twins) ----------------------------------------------------
+    def _price(self, request: ImageInferenceRequest) -> tuple[float, float]:
+        """The estimate the budget reserves for a request, and its work units (what the learned price scales)."""
+        cost, _ = self.cost_model().price(request)
+        return cost, work_units(request)
+
     def _begin(self, request: ImageInferenceRequest, cell: CellRef | None) -> _Attempt:
         self.check(request)
-        cost, _ = self.cost_model().price(request)
-        reservation = self.budget.reserve(cost, "this request")
+        cost, work = self._price(request)
+        return self._submitted(request, self.budget.reserve(cost, "this request", work=work), cell)
+
+    async def _abegin(self, request: ImageInferenceRequest, cell: CellRef | None) -> _Attempt:
+        self.check(request)
+        cost, work = self._price(request)
+        return self._submitted(request, await self.budget.areserve(cost, "this request", work=work), cell)
+
+    def _submitted(self, request: ImageInferenceRequest, reservation: Reservation, cell: CellRef | None) -> _Attempt:
         try:
             self.runs.record_submitted(request, engine=self.engine, demo=self.demo, **_sweep_columns(cell))
         except BaseException:
@@ -150,6 +182,11 @@ class Session:
         return _Attempt(request, reservation, time.perf_counter(), cell)
 
     def _succeed(self, attempt: _Attempt, generation: Generation) -> Generation:
+        """Settle and log an answer; an answer whose cost is unusable is logged as failed and raised instead."""
+        refusal = _unusable_cost(generation)
+        if refusal is not None:
+            self._fail(attempt, refusal)
+            raise refusal
         self.budget.settle(attempt.reservation, generation.cost)
         self.runs.record_generation(generation, **_sweep_columns(attempt.cell))
         return generation
@@ -158,9 +195,13 @@ class Session:
         if isinstance(error, Exception):
             # A refused request is not billed. Without an answer (a dropped connection, a poll timeout) it may have
             # run: the hold stays counted as spent (the cap errs on the safe side) and the row says "unanswered", so
-            # a resume looks the task up by its taskUUID instead of paying for it again.
+            # a resume looks the task up by its taskUUID instead of paying for it again. An answer with an unusable
+            # cost ran and was charged an unknown amount: its hold is counted too, and never its cost.
             unanswered = isinstance(error, APIConnectionError | PollTimeoutError)
-            self.budget.settle(attempt.reservation, None if unanswered else 0.0)
+            if unanswered or isinstance(error, UnusableCostError):
+                self.budget.forfeit(attempt.reservation)
+            else:
+                self.budget.release(attempt.reservation)
             self.runs.record_failure(
                 attempt.request,
                 error,
@@ -171,7 +212,7 @@ class Session:
                 **_sweep_columns(attempt.cell),
             )
         else:  # cancelled (CancelledError, KeyboardInterrupt): the answer may still come; a resume looks it up
-            self.budget.settle(attempt.reservation, None)
+            self.budget.forfeit(attempt.reservation)
             self.runs.record_cancelled(attempt.request.taskUUID)
 
     # -- generate -----------------------------------------------------------------------------------------------
@@ -202,7 +243,7 @@ class Session:
         **fields: Any,
     ) -> Generation:
         """The async twin of :meth:`generate`."""
-        attempt = self._begin(build_request(prompt, request=request, **fields), cell)
+        attempt = await self._abegin(build_request(prompt, request=request, **fields), cell)
         try:
             generation = await self.backend.agenerate(attempt.request)
         except BaseException as error:
@@ -211,19 +252,37 @@ class Session:
         return self._succeed(attempt, generation)
 
     # -- batches ------------------------------------------------------------------------------------------------
-    def _begin_many(
-        self, requests: Sequence[ImageInferenceRequest], cells: Sequence[CellRef | None] | None
-    ) -> tuple[list[Generation | Exception | None], list[tuple[int, _Attempt]]]:
+    @staticmethod
+    def _cell_refs(
+        requests: Sequence[ImageInferenceRequest], cells: Sequence[CellRef | None] | None
+    ) -> list[CellRef | None]:
         if cells is not None and len(cells) != len(requests):
             raise ConfigurationError(
                 f"cells has {len(cells)} entries for {len(requests)} requests; give one CellRef (or None) per request"
             )
+        return list(cells) if cells is not None else [None] * len(requests)
+
+    def _begin_many(
+        self, requests: Sequence[ImageInferenceRequest], cells: Sequence[CellRef | None]
+    ) -> tuple[list[Generation | Exception | None], list[tuple[int, _Attempt]]]:
         outcomes: list[Generation | Exception | None] = [None] * len(requests)
         attempts: list[tuple[int, _Attempt]] = []
         for index, request in enumerate(requests):
             try:
-                attempts.append((index, self._begin(request, cells[index] if cells is not None else None)))
-            except KandinskyNBError as error:  # refused before sending (budget, engine check): that slot only
+                attempts.append((index, self._begin(request, cells[index])))
+            except KandinskyNBError as error:  # refused before sending (budget, engine check, run log): that slot only
+                outcomes[index] = error
+        return outcomes, attempts
+
+    async def _abegin_many(
+        self, requests: Sequence[ImageInferenceRequest], cells: Sequence[CellRef | None]
+    ) -> tuple[list[Generation | Exception | None], list[tuple[int, _Attempt]]]:
+        outcomes: list[Generation | Exception | None] = [None] * len(requests)
+        attempts: list[tuple[int, _Attempt]] = []
+        for index, request in enumerate(requests):
+            try:
+                attempts.append((index, await self._abegin(request, cells[index])))
+            except KandinskyNBError as error:  # refused before sending (budget, engine check, run log): that slot only
                 outcomes[index] = error
         return outcomes, attempts
 
@@ -235,18 +294,18 @@ class Session:
     ) -> list[Generation | Exception]:
         for (index, attempt), result in zip(attempts, results, strict=True):
             if isinstance(result, Generation):
-                outcomes[index] = self._succeed(attempt, result)
+                try:
+                    outcomes[index] = self._succeed(attempt, result)
+                except UnusableCostError as refusal:  # logged as failed by _succeed
+                    outcomes[index] = refusal
             else:
                 self._fail(attempt, result)
                 outcomes[index] = result
         return [outcome for outcome in outcomes if outcome is not None]  # every slot is filled by now
 
-    def generate_many(
-        self, requests: Sequence[ImageInferenceRequest], *, cells: Sequence[CellRef | None] | None = None
+    def _one_batch(
+        self, requests: Sequence[ImageInferenceRequest], cells: Sequence[CellRef | None]
     ) -> list[Generation | Exception]:
-        """Run several requests as ONE batch where the engine batches (Runware: one POST). Each slot holds its
-        Generation or its error (logged); an error that fails the whole batch (no answer at all) is logged for
-        every request and raised. ``cells``: the sweep cell of each request, when they belong to one."""
         outcomes, attempts = self._begin_many(requests, cells)
         results: list[Generation | Exception] = []
         try:
@@ -258,11 +317,10 @@ class Session:
             raise
         return self._finish_many(outcomes, attempts, results)
 
-    async def agenerate_many(
-        self, requests: Sequence[ImageInferenceRequest], *, cells: Sequence[CellRef | None] | None = None
+    async def _aone_batch(
+        self, requests: Sequence[ImageInferenceRequest], cells: Sequence[CellRef | None]
     ) -> list[Generation | Exception]:
-        """The async twin of :meth:`generate_many`."""
-        outcomes, attempts = self._begin_many(requests, cells)
+        outcomes, attempts = await self._abegin_many(requests, cells)
         results: list[Generation | Exception] = []
         try:
             if attempts:
@@ -272,6 +330,37 @@ class Session:
                 self._fail(attempt, error)
             raise
         return self._finish_many(outcomes, attempts, results)
+
+    def generate_many(
+        self, requests: Sequence[ImageInferenceRequest], *, cells: Sequence[CellRef | None] | None = None
+    ) -> list[Generation | Exception]:
+        """Run several requests as ONE batch where the engine batches (Runware: one POST). Each slot holds its
+        Generation or its error (logged); an error that fails the whole batch (no answer at all) is logged for
+        every request sent with it and raised. ``cells``: the sweep cell of each request, when they belong to one.
+
+        While a capped budget has not yet learned the engine's real price, requests go one at a time until an answer
+        teaches it (a batch reserved at the list price would overrun the cap on an engine that charges more)."""
+        refs = self._cell_refs(requests, cells)
+        outcomes: list[Generation | Exception] = []
+        while len(outcomes) < len(requests) and self.budget.learning:
+            at = len(outcomes)
+            outcomes += self._one_batch(requests[at : at + 1], refs[at : at + 1])
+        if len(outcomes) < len(requests):
+            outcomes += self._one_batch(requests[len(outcomes) :], refs[len(outcomes) :])
+        return outcomes
+
+    async def agenerate_many(
+        self, requests: Sequence[ImageInferenceRequest], *, cells: Sequence[CellRef | None] | None = None
+    ) -> list[Generation | Exception]:
+        """The async twin of :meth:`generate_many`."""
+        refs = self._cell_refs(requests, cells)
+        outcomes: list[Generation | Exception] = []
+        while len(outcomes) < len(requests) and self.budget.learning:
+            at = len(outcomes)
+            outcomes += await self._aone_batch(requests[at : at + 1], refs[at : at + 1])
+        if len(outcomes) < len(requests):
+            outcomes += await self._aone_batch(requests[len(outcomes) :], refs[len(outcomes) :])
+        return outcomes
 
     # -- resume -------------------------------------------------------------------------------------------------
     def _unanswered(self, task: str | ImageInferenceRequest) -> tuple[ImageInferenceRequest, CellRef | None]:
@@ -293,7 +382,12 @@ class Session:
     def _found(self, found: Generation, cell: CellRef | None) -> Generation:
         # Paid for when it was first sent (perhaps by another process): counted as spent, never reserved again.
         found.details["resumed"] = True
-        self.budget.settle(Reservation(0.0), found.cost)
+        refusal = _unusable_cost(found)
+        if refusal is not None:
+            self.runs.record_failure(found.request, refusal, engine=self.engine, demo=self.demo, **_sweep_columns(cell))
+            raise refusal
+        if found.cost is not None:
+            self.budget.count(found.cost, work_units(found.request))
         self.runs.record_generation(found, **_sweep_columns(cell))
         return found
 

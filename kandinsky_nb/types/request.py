@@ -63,6 +63,13 @@ def _uri(value: str | None) -> str | None:
     return value
 
 
+def _has_text(value: str) -> str:
+    # Whitespace only passes the length check but says nothing: the engine would draw an unprompted image, and pay.
+    if not value.strip():
+        raise ValueError("must contain text, not only whitespace")
+    return value
+
+
 def _uuid_v4(value: str) -> str:
     try:
         parsed = uuid.UUID(value)
@@ -357,7 +364,9 @@ class ImageInferenceRequest(_Strict):
     # Generation parameters
     model: Literal[spec.MODEL_ID] = spec.MODEL_ID  # type: ignore[valid-type]
     positivePrompt: Annotated[
-        str, Field(min_length=spec.TEXT_LIMITS["positivePrompt"][0], max_length=spec.TEXT_LIMITS["positivePrompt"][1])
+        str,
+        Field(min_length=spec.TEXT_LIMITS["positivePrompt"][0], max_length=spec.TEXT_LIMITS["positivePrompt"][1]),
+        AfterValidator(_has_text),
     ]
     negativePrompt: Annotated[
         str | None,
