@@ -66,6 +66,7 @@ def create_app(
     image_hosts: Iterable[str] = (),
     loras: Mapping[str, str] | None = None,
     allowed_origins: Iterable[str] = (),
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Any:
     """The Starlette app. ``api_keys``: the Bearer keys accepted (none: any key is accepted; the CLI then refuses to
     bind a non-loopback address, and the app answers only requests addressed to a loopback host). ``public_url``:
@@ -74,6 +75,7 @@ def create_app(
     this process's memory). What clients may make the server reach, all empty by default: ``delivery_hosts`` for
     ``webhookURL``/``uploadEndpoint``, ``image_hosts`` for image-input URLs, ``loras`` (name -> file) for ``lora``.
     ``allowed_origins``: web origins whose pages may POST (none: browsers' cross-origin requests are refused).
+    ``max_body_bytes``: the largest POST body read (chunked ones too); a larger one is answered 413.
     ``app.state.kandinsky`` is the :class:`~.runner.ServerState`."""
     try:
         from starlette.applications import Starlette
@@ -121,28 +123,34 @@ def create_app(
         return Response(stored.data, media_type=stored.mime, headers={"Cache-Control": "private, max-age=60"})
 
     async def tasks_endpoint(request: Request) -> Response:
-        authorization = request.headers.get("authorization")
-        keyed_header = bool(state.api_keys) and bearer_key(authorization) is not None
         size = content_length(request.headers)
-        if size is not None and size > MAX_BODY_BYTES:
-            return answer([], [payload_too_large(MAX_BODY_BYTES)], close=True)
+        if size is not None and size > max_body_bytes:
+            return answer([], [payload_too_large(max_body_bytes)], close=True)
+        authorization = request.headers.get("authorization")
+        # Who is asked for a key: a keyed header is checked before the body is read (a wrong key costs no read);
+        # without one, the key can only be in an authentication task, read from a small body only.
+        payload_auth = bool(state.api_keys) and bearer_key(authorization) is None
+        limit = min(PRE_AUTH_BODY_BYTES, max_body_bytes) if payload_auth else max_body_bytes
         raw = None
         try:
-            if keyed_header:  # the key first: a wrong one costs no read of the body
-                owner = check_key(authorization, [], state.api_keys)
-            limit = PRE_AUTH_BODY_BYTES if state.api_keys and not keyed_header else MAX_BODY_BYTES
+            owner = "" if payload_auth else check_key(authorization, [], state.api_keys)
             try:
                 raw = await read_body(request.stream(), limit)
             except BodyTooLarge:
-                if limit == MAX_BODY_BYTES:
-                    return answer([], [payload_too_large(MAX_BODY_BYTES)], close=True)
+                if not payload_auth:
+                    return answer([], [payload_too_large(max_body_bytes)], close=True)
                 raise missing_key(
-                    f" in the Authorization header, and the body is over {PRE_AUTH_BODY_BYTES} bytes (an "
-                    "authentication task is read only from smaller bodies)"
+                    f" in the Authorization header, and the body is over {limit} bytes (an authentication task is "
+                    "read only from smaller bodies)"
                 ) from None
-            tasks = decode_body(raw)
-            if not keyed_header:  # payload authentication (an authentication task), or an open server
-                owner = check_key(authorization, tasks, state.api_keys)
+            if payload_auth:
+                try:
+                    tasks = decode_body(raw)
+                except Refusal:
+                    raise missing_key() from None  # no JSON, so no authentication task: the key is what is missing
+                owner = check_key(None, tasks, state.api_keys)
+            else:
+                tasks = decode_body(raw)
         except Refusal as refusal:
             return answer([], refusal.errors, close=raw is None)
         state.record(tasks)
