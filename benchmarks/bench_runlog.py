@@ -1,11 +1,18 @@
-"""Run-log figures: append rate vs bare SQLite, DataFrame load at 100k rows, memory over a 1,000-image sweep.
+"""Run-log figures: append rate vs bare SQLite, DataFrame reads at 100k and 1M rows, filters, score columns, memory.
 
-    .venv/bin/python benchmarks/bench_runlog.py [--rows 100000] [--appends 2000] [--sweep 1000]
+    .venv/bin/python benchmarks/bench_runlog.py [--rows 100000] [--big-rows 1000000] [--repeats 3] [--appends 2000]
+                                                [--sweep 1000] [--only memory|append|dataframe|big ...]
 
-Every figure is printed next to a baseline measured in the same run:
+Every figure is printed next to a baseline measured in the same run (reads interleaved, median and best of
+``--repeats``):
 - append: RunLog's submitted + ok rows per image (two short transactions, image file written with its metadata)
   against a bare ``INSERT`` of one row per transaction on an identical WAL database;
-- DataFrame: ``RunLog.df`` (typed columns, derived size/megapixels) against a bare ``pandas.read_sql_query``;
+- DataFrame: ``RunLog.df`` (typed columns, derived size/megapixels) against a bare ``pandas.read_sql_query`` of the
+  same table, on a realistic log generated inside SQLite (unique times and taskUUIDs, wire JSON, 2% failures);
+- filters: ``RunLog.query(sweep_id=...)`` and ``(prompt_contains=...)`` against ``df`` filtered in pandas, with the
+  query plans that show the indexes used;
+- score columns: ``df`` with 3 metrics per image against the bare read and against the pandas pivot it replaced;
+- big frame: ``RunLog.df`` and the bare reader at 1,000,000 rows, each in a fresh process (seconds, peak RSS);
 - memory: resident-set growth over a 1,000-cell sweep run through Session on an in-process engine that makes
   small PNGs (no model), so what grows is the toolkit's own state.
 """
@@ -17,13 +24,19 @@ import asyncio
 import gc
 import io
 import json
+import os
 import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
 import uuid
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -32,6 +45,9 @@ from kandinsky_nb.runlog import RunLog
 from kandinsky_nb.runlog.migrations import migrate
 from kandinsky_nb.session import Session
 from kandinsky_nb.types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def png(seed: int) -> bytes:
@@ -137,69 +153,221 @@ def bench_append(folder: Path, count: int) -> None:
     )
 
 
-def bench_dataframe(folder: Path, rows: int) -> None:
-    import pandas as pd
+# A realistic log, generated inside SQLite (a million rows in seconds): unique times and taskUUIDs, the real wire
+# request and response JSON, 500 prompts, the 7 sizes, sweeps of 1,000 cells, one request in 50 failed (NULL image,
+# cost and finish time, an error). Inserted through the table's triggers, so the prompt index is built as in use.
+FILL_SQL = """
+WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < :rows),
+cells AS (
+    SELECT i, lower(hex(randomblob(16))) AS task, lower(hex(randomblob(16))) AS image, i % 50 = 49 AS failed,
+           json_extract(:sizes, '$[' || (i % 7) || '][0]') AS width, json_extract(:sizes, '$[' || (i % 7) || '][1]') AS height
+    FROM n
+),
+uuids AS (
+    SELECT *, substr(task, 1, 8) || '-' || substr(task, 9, 4) || '-4' || substr(task, 14, 3) || '-a' || substr(task, 18, 3)
+              || '-' || substr(task, 21, 12) AS task_uuid,
+           printf('%064x', i) AS sha,
+           strftime('%Y-%m-%dT%H:%M:%S', '2026-11-25', '+' || i || ' seconds') || printf('.%06d+00:00', i * 7919 % 1000000) AS created,
+           strftime('%Y-%m-%dT%H:%M:%S', '2026-11-25', '+' || (i + 3) || ' seconds') || printf('.%06d+00:00', i * 104729 % 1000000) AS finished
+    FROM cells
+)
+INSERT INTO runs (created_utc, finished_utc, status, engine, demo, model, task_uuid, result_index, number_results,
+                  prompt, width, height, steps, CFGScale, scheduler, seed, error_type, error_code, error_message,
+                  latency_s, cost_usd, image_path, image_sha256, image_uuid, image_format, sweep_id, sweep_cell,
+                  request_json, response_json, toolkit_version)
+SELECT created, CASE WHEN failed THEN NULL ELSE finished END, CASE WHEN failed THEN 'failed' ELSE 'ok' END,
+       'runware', 0, :model, task_uuid, 0, 1,
+       'a red fox in snow, oil painting, study ' || (i % 500), width, height, 10 + i % 40, 3 + (i % 9) * 0.5,
+       CASE i % 3 WHEN 0 THEN 'Euler' WHEN 1 THEN 'UniPC' ELSE 'DPM++ 2M' END, i,
+       CASE WHEN failed THEN 'TaskError' END, CASE WHEN failed THEN 'invalidPositivePrompt' END,
+       CASE WHEN failed THEN 'the engine refused the prompt' END,
+       2 + (i % 100) / 100.0, CASE WHEN failed THEN NULL ELSE 0.0077 END,
+       CASE WHEN failed THEN NULL ELSE 'images/' || substr(sha, 1, 2) || '/' || sha || '.jpg' END,
+       CASE WHEN failed THEN NULL ELSE sha END, CASE WHEN failed THEN NULL ELSE image END,
+       CASE WHEN failed THEN NULL ELSE 'jpg' END,
+       's' || (i / 1000), json_object('seed', i % 10, 'steps', 10 + i % 40),
+       json_set(:request, '$.taskUUID', task_uuid, '$.seed', i, '$.steps', 10 + i % 40, '$.width', width, '$.height', height,
+                '$.positivePrompt', 'a red fox in snow, oil painting, study ' || (i % 500)),
+       CASE WHEN failed THEN json_object('code', 'invalidPositivePrompt', 'message', 'the engine refused the prompt')
+            ELSE json_object('taskType', 'imageInference', 'taskUUID', task_uuid, 'imageUUID', image, 'seed', i,
+                             'cost', 0.0077, 'imageURL', 'https://im.runware.ai/image/ws/2/ii/' || image || '.jpg') END,
+       '0.1.0'
+FROM uuids
+"""
+SCORES_SQL = """
+INSERT INTO metrics (image_sha256, metric, reference, scorer_version, value, run_id, computed_utc)
+SELECT image_sha256, metric, '', '1', abs(random()) / 9.3e18, id, created_utc
+FROM runs, (SELECT 'ssim' AS metric UNION ALL SELECT 'psnr' UNION ALL SELECT 'sharpness')
+WHERE image_sha256 IS NOT NULL
+"""
 
-    log = RunLog(folder / "big")
-    template = ImageInferenceRequest(positivePrompt="a red fox in snow, oil painting", steps=28, CFGScale=7.5, seed=1)
-    wire = json.dumps(template.to_wire())
-    columns = run_columns(log._db)
-    batch = []
-    for i in range(rows):
-        row = dict.fromkeys(columns)
-        row.update(
-            {
-                "created_utc": "2026-11-25T12:00:00.000000+00:00",
-                "finished_utc": "2026-11-25T12:00:01.000000+00:00",
-                "status": "ok",
-                "engine": "runware",
-                "demo": 0,
-                "model": template.model,
-                "task_uuid": str(uuid.uuid4()),
-                "result_index": 0,
-                "number_results": 1,
-                "prompt": template.positivePrompt,
-                "width": 1024,
-                "height": 1024,
-                "steps": 10 + i % 40,
-                "CFGScale": 7.5,
-                "scheduler": "Euler",
-                "seed": i,
-                "latency_s": 3.2,
-                "cost_usd": 0.0077,
-                "image_path": f"images/ab/{i:064x}.jpg",
-                "image_sha256": f"{i:064x}",
-                "sweep_id": f"s{i // 1000}",
-                "sweep_cell": json.dumps({"seed": i}),
-                "request_json": wire,
-                "response_json": "{}",
-                "toolkit_version": "0.1.0",
-            }
-        )
-        batch.append(row)
+
+def fill(log: RunLog, rows: int, *, scores: bool = False) -> float:
+    """Write ``rows`` realistic rows (and 3 scores per image) into the log's database; returns the seconds it took."""
+    from kandinsky_nb import spec
+
+    template = ImageInferenceRequest(positivePrompt="a red fox in snow", steps=28, CFGScale=7.5, seed=1)
+    params = {
+        "rows": rows,
+        "model": template.model,
+        "sizes": json.dumps([[size.width, size.height] for size in spec.SIZES]),
+        "request": json.dumps(template.to_wire()),
+    }
+    started = time.perf_counter()
     with log._lock:  # bulk load for the benchmark only
         log._db.execute("BEGIN")
-        log._db.executemany(insert_sql(columns), batch)
+        log._db.execute(FILL_SQL, params)
+        if scores:
+            log._db.execute(SCORES_SQL)
         log._db.execute("COMMIT")
-    del batch
-    gc.collect()
-    started = time.perf_counter()
-    frame = log.df
-    runlog_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    bare = pd.read_sql_query("SELECT * FROM runs ORDER BY id", sqlite3.connect(log.path))
-    bare_seconds = time.perf_counter() - started
-    size = (
-        (log.path.stat().st_size + Path(str(log.path) + "-wal").stat().st_size) / 2**20
-        if Path(str(log.path) + "-wal").exists()
-        else log.path.stat().st_size / 2**20
-    )
+        # Into the database file, as SQLite's automatic checkpoints would have done during a real log's growth.
+        log._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return time.perf_counter() - started
+
+
+def bare_read(path: Path) -> pd.DataFrame:
+    """The baseline: pandas' own reader over a plain connection, every column, no typing."""
+    import pandas as pd
+
+    with closing(sqlite3.connect(path)) as db:
+        return pd.read_sql_query("SELECT * FROM runs ORDER BY id", db)
+
+
+def bare_read_with_pivot(path: Path) -> pd.DataFrame:
+    """The score columns as the log built them until this change: a bare read of runs, every stored score read in
+    long form, the newest per (image, metric) kept in pandas, pivoted and joined on the image's sha256."""
+    import pandas as pd
+
+    with closing(sqlite3.connect(path)) as db:
+        frame = pd.read_sql_query("SELECT * FROM runs ORDER BY id", db)
+        scored = pd.read_sql_query("SELECT image_sha256, metric, value FROM metrics ORDER BY computed_utc, rowid", db)
+    newest = scored.drop_duplicates(["image_sha256", "metric"], keep="last")
+    wide = newest.pivot(index="image_sha256", columns="metric", values="value").astype(float)
+    wide.columns = ["score_" + str(name) for name in wide.columns]
+    return frame.join(wide, on="image_sha256")
+
+
+def timed(readers: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each reader, ``repeats`` times, interleaved (A B A B ...), so a change in the machine's load hits
+    every reader alike."""
+    seconds: dict[str, list[float]] = {name: [] for name in readers}
+    for _ in range(repeats):
+        for name, read in readers.items():
+            gc.collect()
+            started = time.perf_counter()
+            result = read()
+            seconds[name].append(time.perf_counter() - started)
+            del result
+    return seconds
+
+
+def line(name: str, seconds: list[float], baseline: list[float] | None = None) -> str:
+    text = f"{name}: median {statistics.median(seconds):.3f} s (best {min(seconds):.3f} s)"
+    if baseline:
+        text += f", {statistics.median(seconds) / statistics.median(baseline):.2f}x the baseline's median"
+    return text
+
+
+def bench_dataframe(folder: Path, rows: int, repeats: int) -> None:
+    log = RunLog(folder / "big")
+    fill_seconds = fill(log, rows)
+    print(f"dataframe: {rows:,} rows written in {fill_seconds:.1f} s (through the prompt index's triggers)")
+    times = timed({"bare": lambda: bare_read(log.path), "df": lambda: log.df}, repeats)
+    print("  " + line("bare pandas.read_sql_query (baseline)", times["bare"]))
+    print("  " + line("RunLog.df", times["df"], times["bare"]))
+    frame, bare = log.df, bare_read(log.path)
     print(
-        f"dataframe: RunLog.df {len(frame):,} rows in {runlog_seconds:.2f} s; bare read_sql_query {len(bare):,} rows "
-        f"in {bare_seconds:.2f} s ({runlog_seconds / bare_seconds:.2f}x); database {size:.0f} MiB, "
-        f"frame {frame.memory_usage(deep=True).sum() / 2**20:.0f} MiB"
+        f"  frame {frame.memory_usage(deep=True).sum() / 2**20:.0f} MiB ({len(frame):,} rows, typed; "
+        f"bare {bare.memory_usage(deep=True).sum() / 2**20:.0f} MiB); database {database_mib(log.path):.0f} MiB"
+    )
+    del frame, bare
+
+    sweep, prompt = f"s{rows // 2000}", "study 123"
+    queries = {
+        "df, then pandas keeps one sweep": lambda: (lambda f: f[f["sweep_id"] == sweep])(log.df),
+        "RunLog.query(sweep_id=...)": lambda: log.query(sweep_id=sweep),
+        "df, then pandas keeps a prompt substring": lambda: (lambda f: f[f["prompt"].str.contains(prompt)])(log.df),
+        "RunLog.query(prompt_contains=...)": lambda: log.query(prompt_contains=prompt),
+    }
+    times = timed(queries, repeats)
+    names = list(queries)
+    for baseline, name in ((names[0], names[1]), (names[2], names[3])):
+        print("  " + line(f"{baseline} (baseline)", times[baseline]))
+        print("  " + line(name, times[name], times[baseline]))
+    print(
+        f"  rows: one sweep {len(log.query(sweep_id=sweep)):,}, prompt substring {len(log.query(prompt_contains=prompt)):,}"
+    )
+    print(f"  plan, sweep: {log.query_plan(sweep_id=sweep)}")
+    print(f"  plan, prompt: {log.query_plan(prompt_contains=prompt)}")
+
+    with log._lock:
+        log._db.execute("BEGIN")
+        log._db.execute(SCORES_SQL)
+        log._db.execute("COMMIT")
+        log._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    scored = len(log.metrics(metric="ssim"))
+    times = timed(
+        {
+            "bare": lambda: bare_read(log.path),
+            "pivot": lambda: bare_read_with_pivot(log.path),
+            "df": lambda: log.df,
+        },
+        repeats,
+    )
+    print(f"scores: 3 metrics x {scored:,} images")
+    print("  " + line("bare pandas.read_sql_query of runs (baseline)", times["bare"]))
+    print("  " + line("bare read + the pandas pivot df used before (baseline)", times["pivot"], times["bare"]))
+    print("  " + line("RunLog.df with 3 score columns", times["df"], times["bare"]))
+    print(
+        f"  RunLog.df with scores takes {statistics.median(times['df']) / statistics.median(times['pivot']):.2f}x "
+        "the former pivot's time"
     )
     log.close()
+
+
+def bench_big_frame(folder: Path, rows: int) -> None:
+    """A log of ``rows`` rows read by RunLog.df and by the bare reader, each in a fresh process, so each process's
+    peak resident memory (VmHWM) is its reader's own."""
+    log = RunLog(folder / "huge")
+    fill_seconds = fill(log, rows)
+    log.close()
+    print(f"big frame: {rows:,} rows written in {fill_seconds:.1f} s; database {database_mib(log.path):.0f} MiB")
+    for reader in ("bare", "df"):
+        result = subprocess.run(
+            [sys.executable, __file__, "--read-once", reader, str(log.home)], capture_output=True, text=True, check=True
+        )
+        print("  " + result.stdout.strip())
+
+
+def read_once(reader: str, home: Path) -> None:
+    """One read in this (fresh) process: seconds, peak RSS over the start, frame size."""
+    import pandas as pd  # noqa: F401 (imported before the baseline RSS, as both readers need it)
+
+    log = RunLog(home)
+    gc.collect()
+    before = rss_mib()
+    started = time.perf_counter()
+    frame = log.df if reader == "df" else bare_read(log.path)
+    seconds = time.perf_counter() - started
+    name = "RunLog.df" if reader == "df" else "bare pandas.read_sql_query"
+    print(
+        f"{name}: {len(frame):,} rows in {seconds:.2f} s; peak RSS +{peak_rss_mib() - before:,.0f} MiB over the "
+        f"process before the read, frame {frame.memory_usage(deep=True).sum() / 2**20:,.0f} MiB"
+    )
+
+
+def database_mib(path: Path) -> float:
+    wal = Path(str(path) + "-wal")
+    return (path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)) / 2**20
+
+
+def peak_rss_mib() -> float:
+    for line_text in Path("/proc/self/status").read_text().splitlines():
+        if line_text.startswith("VmHWM:"):
+            return int(line_text.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_memory(folder: Path, cells: int) -> None:
@@ -235,13 +403,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--appends", type=int, default=2000)
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--big-rows", type=int, default=1_000_000, help="0 skips the big-frame figure")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of each read")
     parser.add_argument("--sweep", type=int, default=1000)
+    parser.add_argument("--only", choices=["memory", "append", "dataframe", "big"], action="append")
+    parser.add_argument("--read-once", nargs=2, metavar=("READER", "HOME"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}")
+    if args.read_once:
+        read_once(args.read_once[0], Path(args.read_once[1]))
+        return
+    only = set(args.only or ["memory", "append", "dataframe", "big"])
+    print(
+        f"python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, pandas {pandas_version()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory() as folder:
-        bench_memory(Path(folder), args.sweep)  # first, before the big DataFrame inflates the process
-        bench_append(Path(folder), args.appends)
-        bench_dataframe(Path(folder), args.rows)
+        if "memory" in only:
+            bench_memory(Path(folder), args.sweep)  # first, before the big DataFrame inflates the process
+        if "append" in only:
+            bench_append(Path(folder), args.appends)
+        if "dataframe" in only:
+            bench_dataframe(Path(folder), args.rows, args.repeats)
+        if "big" in only and args.big_rows:
+            bench_big_frame(Path(folder), args.big_rows)
+
+
+def pandas_version() -> str:
+    import pandas as pd
+
+    return pd.__version__
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ reads only the rows it returns:
 - ``status``: the ``runs_status`` index;
 - ``prompt`` (the exact text) and ``prompt_contains`` (a case-insensitive substring): the ``runs_prompt`` full-text
   index, whose trigram tokenizer finds any substring of 3 characters or more;
-- ``since`` / ``until``: the ``runs_created`` index;
+- ``since`` / ``until``: the ``runs_created`` index (unless a sweep, status or prompt filter narrows more);
 - ``engine``: narrows the rows another filter found (alone it reads every row: it is a handful of distinct values).
 
 The lifecycle of a row (``STATUSES``, ``UNANSWERED``) is stated here, below the store that writes it, so the filters
@@ -75,11 +75,13 @@ def where(
     if prompt_contains is not None:
         conditions.append(_prompt_match("prompt_contains"))
         params["prompt_contains"] = _phrase(_prompt_text("prompt_contains", prompt_contains))
+    # A time window is usually a small part of the log (today's runs). Without statistics SQLite guesses a range
+    # keeps a quarter of the rows and would scan the table; likelihood() says "few", so it takes runs_created.
     if since is not None:
-        conditions.append("runs.created_utc >= :since")
+        conditions.append("likelihood(runs.created_utc >= :since, 0.01)")
         params["since"] = _instant("since", since)
     if until is not None:
-        conditions.append("runs.created_utc < :until")
+        conditions.append("likelihood(runs.created_utc < :until, 0.01)")
         params["until"] = _instant("until", until)
     return Where(" AND ".join(conditions), params)
 
