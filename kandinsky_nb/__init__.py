@@ -48,6 +48,7 @@ _LAZY = {
     "SweepPlan": "kandinsky_nb.session",
     "RunLog": "kandinsky_nb.runlog",
     "contact_sheet": "kandinsky_nb.analysis",
+    "score_sweep": "kandinsky_nb.analysis",
     "RunwareBackend": "kandinsky_nb.backends.runware",
     "LocalBackend": "kandinsky_nb.backends.local",
     "GeneratePanel": "kandinsky_nb.ui",
@@ -114,6 +115,7 @@ __all__ = [
     "WireError",
     "__version__",
     "contact_sheet",
+    "score_sweep",
     "show_generation",
     "spec",
 ]

@@ -1,4 +1,4 @@
-"""Analysis over the run log: contact sheets, cost model and spend, plots."""
+"""Analysis over the run log: contact sheets, cost model and spend, quality against cost, plots."""
 
 from .cost import (
     LinearModel,
@@ -13,6 +13,8 @@ from .cost import (
     spend_by,
 )
 from .grid import ContactSheet, Placement, axis_values, contact_sheet
+from .quality import fewest_steps, pareto_frontier, plot_convergence, plot_frontier, recommend
+from .scoring import score_runs, score_sweep, score_sweep_in_background
 
 __all__ = [
     "ContactSheet",
@@ -21,12 +23,20 @@ __all__ = [
     "axis_values",
     "contact_sheet",
     "cost_summary",
+    "fewest_steps",
     "fit_cost",
     "fit_latency",
     "list_price",
     "list_price_for",
     "local_vs_cloud",
+    "pareto_frontier",
+    "plot_convergence",
     "plot_cost",
+    "plot_frontier",
     "plot_latency",
+    "recommend",
+    "score_runs",
+    "score_sweep",
+    "score_sweep_in_background",
     "spend_by",
 ]
