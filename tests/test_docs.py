@@ -66,6 +66,12 @@ def test_the_readme_notebook_example_runs_on_the_demo_engine():
     assert session.demo and namespace["r"].images[0].seed == 7
     assert plan.status()["ok"] == 36  # 3 steps x 3 CFG x 2 schedulers x 2 seeds
     assert len(session.runs.df) == 37
+    # The quality section continues the same session: its sweep scored, a recommendation and a frontier drawn.
+    quality = re.search(r"## Quality against cost\n\n.*?```python\n(.*?)```", README, re.S).group(1)
+    exec(compile(quality, "README.md", "exec"), namespace)
+    scores = namespace["scores"]
+    assert len(scores) == 36 and scores["score_ssim"].notna().all()
+    assert set(session.runs.df.columns) >= {"score_ssim", "score_psnr", "score_sharpness", "score_colourfulness"}
     session.close()
 
 
