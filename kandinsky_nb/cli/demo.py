@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import home_option
+from ._common import home_option, out_option
 
 DEMO_PROMPT = "a red fox in snow"
 DEMO_AXES = {"steps": [10, 20], "CFGScale": [3, 7], "scheduler": ["Euler", "UniPC"]}
@@ -14,12 +14,7 @@ DEMO_AXES = {"steps": [10, 20], "CFGScale": [3, 7], "scheduler": ["Euler", "UniP
 
 @click.command("demo")
 @home_option
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where the grid goes (default: <home>/demo).",
-)
+@out_option(None, "Where the grid goes (default: <home>/demo).")
 def command(home: Path | None, out: Path | None) -> None:
     """Run a 2x2x2 sweep (steps 10,20 x CFG 3,7 x Euler,UniPC) on the offline demo engine and draw its grid.
 

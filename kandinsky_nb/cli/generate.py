@@ -8,7 +8,7 @@ import click
 
 from .. import spec
 from .._media import output_format_extension
-from ._common import home_option
+from ._common import home_option, out_option
 
 
 @click.command("generate")
@@ -23,13 +23,7 @@ from ._common import home_option
 @click.option("--n", "number_results", type=int, help="Number of images.")
 @click.option("--format", "output_format", type=click.Choice(spec.OUTPUT_FORMATS), default="PNG", show_default=True)
 @click.option("--quality", "output_quality", type=int, help="JPG/WEBP quality (20-99).")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Folder the image files are written to.",
-)
+@out_option(Path("."), "Folder the image files are written to.")
 @click.option(
     "--engine",
     type=click.Choice(["local", "demo", "runware"]),
@@ -81,11 +75,16 @@ def command(
             generation = session.generate(prompt, **fields)
     except KandinskyNBError as exc:
         raise click.ClickException(str(exc)) from exc
-    out.mkdir(parents=True, exist_ok=True)
     extension = output_format_extension(output_format)
     for image in generation.images:
         path = out / f"k5-{image.seed}-{(image.image_uuid or '')[:8]}.{extension}"
-        path.write_bytes(image.data)
+        try:
+            path.write_bytes(image.data)
+        except OSError as exc:  # a full disk, a folder removed meanwhile: the images are safe in the run log
+            raise click.ClickException(
+                f"could not write {path} ({exc.strerror or exc}); the images are in the run log under taskUUID "
+                f"{generation.task_uuid} (kandinsky-nb runs show {generation.task_uuid})"
+            ) from exc
         cost = f"  cost ${image.cost:.6f}" if image.cost is not None else ""
         click.echo(f"{path}  seed {image.seed}{cost}")
     details = generation.details

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..runlog.store import STATUSES
-from ._common import home_option
+from ._common import home_option, project_errors
 
 
 @click.group("runs")
@@ -31,13 +31,13 @@ def _where(sweep: str | None, status: str | None) -> tuple[str, list[str]]:
 @home_option
 @click.option("--sweep", help="Only this sweep.")
 @click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
-@click.option("--limit", type=int, default=20, show_default=True, help="Show the last N rows.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Show the last N rows.")
 def list_runs(home: Path | None, sweep: str | None, status: str | None, limit: int) -> None:
     """The latest rows of the log."""
     from ..runlog import METRIC_COLUMN_PREFIX, RunLog
     from ._common import short_table
 
-    with RunLog(home) as log:
+    with project_errors(), RunLog(home) as log:
         where, params = _where(sweep, status)
         frame = log.dataframe(where, params)
         click.echo(f"{log.path}: {len(frame)} rows" + (f" (last {limit})" if len(frame) > limit else ""))
@@ -54,7 +54,7 @@ def show(home: Path | None, key: str) -> None:
     """One run by row id or taskUUID: every column, with the request and response JSON."""
     from ..runlog import RunLog
 
-    with RunLog(home) as log:
+    with project_errors(), RunLog(home) as log:
         rows = log.get(key)
         if not rows:
             raise click.ClickException(f"no run with id or taskUUID {key!r}; `kandinsky-nb runs list` shows the ids")
@@ -75,14 +75,10 @@ def show(home: Path | None, key: str) -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def export(home: Path | None, fmt: str | None, sweep: str | None, status: str | None, path: Path) -> None:
     """Write the log (or one sweep) to Parquet or CSV."""
-    from ..errors import KandinskyNBError
     from ..runlog import RunLog
 
-    with RunLog(home) as log:
+    with project_errors(), RunLog(home) as log:
         where, params = _where(sweep, status)
         frame = log.dataframe(where, params)
-        try:
-            out = log.export(path, fmt, frame)
-        except KandinskyNBError as exc:
-            raise click.ClickException(str(exc)) from exc
+        out = log.export(path, fmt, frame)
         click.echo(f"wrote {len(frame)} rows to {out}")

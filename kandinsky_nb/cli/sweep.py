@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import home_option
+from ._common import UsdAmount, check_sweep_name_option, home_option, out_option
 
 
 @click.command("sweep")
@@ -17,20 +17,26 @@ from ._common import home_option
 @click.option("--seed", help='Seeds: "1,2" or "1-4".')
 @click.option("--size", help='Sizes: "1280x768,1024x1024" or labels such as "1K (5:3)".')
 @click.option("--negative", "negative", help="Negative prompt (one value).")
-@click.option("--name", help="Sweep name; running the same name again resumes it (default: from the definition).")
-@click.option("--budget", type=float, help="Spending cap in USD; the sweep is refused before sending if it would pass.")
+@click.option(
+    "--name",
+    callback=check_sweep_name_option,
+    help="Sweep name; running the same name again resumes it (default: from the definition).",
+)
+@click.option(
+    "--budget", type=UsdAmount(), help="Spending cap in USD; the sweep is refused before sending if it would pass."
+)
 @click.option(
     "--engine", type=click.Choice(["runware", "local", "demo"]), help="Engine (default: from the environment)."
 )
 @home_option
+@out_option(Path("."), "Where the grid PNG and the sweep's CSV go.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (default 4).")
 @click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Where the grid PNG and the sweep's CSV go.",
+    "--max-cells",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refuse a plan of more cells than this (default 10,000): a guard against a typo in a range.",
 )
-@click.option("--concurrency", type=int, default=None, help="Requests in flight (default 4).")
 @click.option("--estimate", "estimate_only", is_flag=True, help="Print the plan and its estimate; send nothing.")
 def command(
     prompt: str,
@@ -46,10 +52,12 @@ def command(
     home: Path | None,
     out: Path,
     concurrency: int | None,
+    max_cells: int | None,
     estimate_only: bool,
 ) -> None:
     """Sweep PROMPT over steps x CFG x scheduler x seed x size; write the grid and the rows."""
     from ..errors import KandinskyNBError
+    from ..planning import MAX_CELLS
     from ..session import Session
     from ._common import run_sweep_and_report
 
@@ -60,7 +68,7 @@ def command(
     try:
         session = Session(engine, home=home, budget=budget)
         with session:
-            plan = session.sweep(prompt, name=name, **axes)
+            plan = session.sweep(prompt, name=name, max_cells=max_cells or MAX_CELLS, **axes)
             if estimate_only:
                 click.echo(str(plan))
                 click.echo(str(plan.estimate(concurrency)))

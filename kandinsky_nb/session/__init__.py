@@ -4,7 +4,18 @@
 
 from .budget import Budget
 from .engines import choose_engine, open_backend
+from .lease import SweepBusyError, SweepLease
 from .plan import SweepPlan, cell_status
-from .session import Session
+from .session import Session, UnusableCostError
 
-__all__ = ["Budget", "Session", "SweepPlan", "cell_status", "choose_engine", "open_backend"]
+__all__ = [
+    "Budget",
+    "Session",
+    "SweepBusyError",
+    "SweepLease",
+    "SweepPlan",
+    "UnusableCostError",
+    "cell_status",
+    "choose_engine",
+    "open_backend",
+]

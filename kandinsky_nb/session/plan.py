@@ -8,7 +8,9 @@ Resuming is by the sweep's name:
   only when the engine has no record of it);
 - a failed cell is tried again (``retry_failed=False`` keeps it failed).
 
-Do not run one sweep in two processes at the same time: each would resume the other's in-flight cells.
+A run holds the sweep's lease (:class:`~kandinsky_nb.session.lease.SweepLease`, an OS file lock in the run log's home)
+while it reads the cells' states and runs them: a second run of the same name, in any process, is refused with
+SweepBusyError instead of sending the cells again. A crashed run's lock is dropped by the operating system.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ..planning.pricing import LIST_PRICE, work_units
 from ..runlog.store import UNANSWERED
 from ..types import ImageInferenceRequest
 from .host import SweepHost
+from .lease import SweepLease
 from .runner import AsyncRunner, ThreadRunner, batches
 
 if TYPE_CHECKING:
@@ -194,6 +197,11 @@ class SweepPlan:
         """Stop starting new cells; cells not yet started stay to do and a later run resumes them."""
         self._stop.set()
 
+    def _lease(self) -> SweepLease:
+        """This sweep's lease, held from before its cells' states are read until its last cell is logged: another
+        run of the same name (another process, or this one) is refused meanwhile, so no cell is sent twice."""
+        return SweepLease(self.session.runs.home, self.name)
+
     def _prepare(self, retry_failed: bool) -> tuple[list[CellJob], SweepReport]:
         session = self.session
         check_same_sweep(self.name, session.runs.register_sweep(self.name, self.definition), self.definition)
@@ -227,16 +235,17 @@ class SweepPlan:
         stops starting new cells. Ctrl-C / interrupt: in-flight cells finish and are logged, the rest stay to do.
         ``on_cell(report)`` is called after each cell (panels update their own progress from it). ``batch_size``:
         cells per request on an engine that batches (Runware: several tasks in one POST)."""
-        jobs, report = self._prepare(retry_failed)
-        spent_before = self.session.budget.spent
-        planned = batches(jobs, batch_size)
-        workers = max(1, min(concurrency or self.session.concurrency, len(planned) or 1))
-        bar = self._progress(len(jobs), progress)
-        try:
-            ThreadRunner(self.session, report, self._stop, bar, on_cell).run(planned, workers)
-        finally:
-            bar.close()
-            report.spent_usd = self.session.budget.spent - spent_before
+        with self._lease():
+            jobs, report = self._prepare(retry_failed)
+            spent_before = self.session.budget.spent
+            planned = batches(jobs, batch_size)
+            workers = max(1, min(concurrency or self.session.concurrency, len(planned) or 1))
+            bar = self._progress(len(jobs), progress)
+            try:
+                ThreadRunner(self.session, report, self._stop, bar, on_cell).run(planned, workers)
+            finally:
+                bar.close()
+                report.spent_usd = self.session.budget.spent - spent_before
         return report
 
     async def arun(
@@ -250,15 +259,16 @@ class SweepPlan:
     ) -> SweepReport:
         """The async twin of :meth:`run` (the engine's async API; asyncio tasks bounded by a semaphore). Cancelling
         the awaiting task cancels in-flight cells: they are logged ``cancelled`` and a later run looks them up."""
-        jobs, report = self._prepare(retry_failed)
-        spent_before = self.session.budget.spent
-        bar = self._progress(len(jobs), progress)
-        try:
-            runner = AsyncRunner(self.session, report, self._stop, bar, on_cell)
-            await runner.run(batches(jobs, batch_size), concurrency or self.session.concurrency)
-        finally:
-            bar.close()
-            report.spent_usd = self.session.budget.spent - spent_before
+        with self._lease():
+            jobs, report = self._prepare(retry_failed)
+            spent_before = self.session.budget.spent
+            bar = self._progress(len(jobs), progress)
+            try:
+                runner = AsyncRunner(self.session, report, self._stop, bar, on_cell)
+                await runner.run(batches(jobs, batch_size), concurrency or self.session.concurrency)
+            finally:
+                bar.close()
+                report.spent_usd = self.session.budget.spent - spent_before
         return report
 
     # -- drawing ----------------------------------------------------------------------------------------------------

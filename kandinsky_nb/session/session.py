@@ -32,7 +32,7 @@ from ..errors import (
     RunLogError,
     TaskError,
 )
-from ..planning import CellRef, CostModel, Estimate, SweepEstimate, build_request, design_sweep
+from ..planning import MAX_CELLS, CellRef, CostModel, Estimate, SweepEstimate, build_request, design_sweep
 from ..planning.pricing import work_units
 from ..runlog import RunLog
 from ..runlog.store import UNANSWERED
@@ -445,13 +445,15 @@ class Session:
         *,
         name: str | None = None,
         request: ImageInferenceRequest | None = None,
+        max_cells: int = MAX_CELLS,
         **axes: Any,
     ) -> SweepPlan:
         """Plan a sweep: a base request (``prompt``, or a list of prompts as an axis; ``request``) and axes over its
         fields, each a list or an A1111-style range string (``steps="10-50 (+10)"``, ``CFGScale="3,5,7"``,
         ``scheduler="Euler,UniPC"``, ``size=["1280x768", "1K (1:1)"]``). Scalars fix a field for every cell. Every
-        cell is validated now, and checked against this engine (a scheduler it cannot honour is refused now)."""
-        return SweepPlan(self, design_sweep(prompt, name=name, request=request, axes=axes))
+        cell is validated now, and checked against this engine (a scheduler it cannot honour is refused now). A plan of
+        more than ``max_cells`` cells (10,000 unless raised) is refused before any cell is built."""
+        return SweepPlan(self, design_sweep(prompt, name=name, request=request, axes=axes, max_cells=max_cells))
 
     # -- closing ------------------------------------------------------------------------------------------------
     def close(self) -> None:
