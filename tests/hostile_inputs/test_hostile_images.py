@@ -4,6 +4,7 @@ draw a placeholder for any unreadable file."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import uuid
@@ -169,7 +170,7 @@ def test_the_run_log_stores_a_reference_never_the_input_bytes(tmp_path):
         session.close()
     logged = json.loads(row["request_json"])
     assert logged["seedImage"] == {
-        "sha256": __import__("hashlib").sha256(image).hexdigest(),
+        "sha256": hashlib.sha256(image).hexdigest(),
         "byteSize": len(image),
         "width": 48,
         "height": 32,
