@@ -78,6 +78,22 @@ def _loras(values: tuple[str, ...]) -> dict[str, str]:
     "browsers' cross-origin requests are refused.",
 )
 @click.option(
+    "--store",
+    "store_url",
+    default="memory",
+    show_default=True,
+    envvar="KANDINSKY_NB_STORE",
+    help="Where tasks, results and images are kept: 'memory' (this process) or a Redis URL "
+    "(redis://host:6379/0) shared by every replica behind a load balancer. Default: $KANDINSKY_NB_STORE.",
+)
+@click.option(
+    "--max-image-mb",
+    default=512,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="With --store memory: MiB of images kept (least recently used evicted first).",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 def command(
@@ -92,6 +108,8 @@ def command(
     image_hosts: tuple[str, ...],
     loras: tuple[str, ...],
     allowed_origins: tuple[str, ...],
+    store_url: str,
+    max_image_mb: int,
     log_level: str,
 ) -> None:
     """Serve Kandinsky 5.0 Image Lite over the Runware REST protocol (POST /v1).
@@ -99,7 +117,7 @@ def command(
     Point a notebook at it with RunwareBackend(base_url="http://HOST:PORT") or RUNWARE_BASE_URL.
     """
     from ..errors import ConfigurationError
-    from ..server import check_bind, create_app
+    from ..server import check_bind, create_app, open_store
 
     keys = _keys(api_keys) or _keys((os.environ.get("KANDINSKY_NB_SERVER_KEYS", ""),))
     try:
@@ -107,6 +125,10 @@ def command(
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
     installed_loras = _loras(loras)
+    try:
+        store = open_store(store_url, max_image_bytes=max_image_mb * 2**20)
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         import uvicorn
 
@@ -134,12 +156,13 @@ def command(
             image_hosts=image_hosts,
             loras=installed_loras,
             allowed_origins=allowed_origins,
+            store=store,
         )
     except ConfigurationError as exc:
         backend.close()
         raise click.UsageError(str(exc)) from None
     auth = f"{len(keys)} API key(s) required" if keys else "open: any key accepted (loopback only)"
-    click.echo(f"Serving on http://{host}:{port}/v1  ({auth})")
+    click.echo(f"Serving on http://{host}:{port}/v1  ({auth}; store: {store!r})")
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
     finally:

@@ -161,8 +161,11 @@ def payload_too_large(limit: int) -> WireError:
     return error_object("payloadTooLarge", f"The body is over {limit} bytes. Send fewer or smaller tasks per request.")
 
 
-def media_not_found() -> WireError:
-    return error_object("mediaNotFound", "No such image, or its ttl has passed. Run the task again for a new URL.")
+def media_not_found(detail: str = "") -> WireError:
+    """No image under a URL; ``detail``: the store's account of why (evicted, expired), when it has one."""
+    return error_object(
+        "mediaNotFound", detail or "No such image, or its ttl has passed. Run the task again for a new URL."
+    )
 
 
 def conflict(task_uuid: str) -> WireError:
@@ -224,8 +227,10 @@ def refuse_image_input(
             f"This server does not download images from {image or 'URLs'}: its operator allows no such host "
             f"(kandinsky-nb serve --image-host). Instead, {_ACCEPTED_FORMS}."
         )
-    elif why == "unknown":
-        message = f"No uploaded or generated image has the UUID {image}, or its ttl has passed. Upload it again."
+    elif why == "unknown":  # ``detail``: the store's own account (evicted, expired), when it has one
+        message = (
+            detail or f"No uploaded or generated image has the UUID {image}, or its ttl has passed. Upload it again."
+        )
     elif why == "form":
         message = (
             f"{parameter} is not an image UUID, a data URI, base64 image data or an http(s) URL. This server never "

@@ -2,7 +2,8 @@
 
 * :mod:`.routes`    the Starlette app: HTTP in, calls to the runner, envelopes out
 * :mod:`.runner`    the tasks of one POST carried out on the engine (:class:`ServerState`)
-* :mod:`.store`     tasks, images and uploads behind :class:`TaskStore` (in memory: :class:`MemoryTaskStore`)
+* :mod:`.store`     tasks, images and uploads behind :class:`TaskStore`: :class:`MemoryTaskStore` (bounded, this
+  process) or :class:`RedisTaskStore` (shared by replicas); :func:`open_store` picks one from a URL
 * :mod:`.delivery`  results sent to ``webhookURL`` / ``uploadEndpoint``, retried with backoff
 * :mod:`.binding`   where an open server may listen; :mod:`._thread` runs one on a background thread
 
@@ -14,11 +15,12 @@ from .binding import check_bind, is_loopback
 from .delivery import Delivery
 from .routes import create_app
 from .runner import ServerState
-from .store import MemoryTaskStore, StoredImage, TaskStore
+from .store import MemoryTaskStore, RedisTaskStore, StoredImage, TaskStore, open_store
 
 __all__ = [
     "Delivery",
     "MemoryTaskStore",
+    "RedisTaskStore",
     "ServerState",
     "ServerThread",
     "StoredImage",
@@ -26,4 +28,5 @@ __all__ = [
     "check_bind",
     "create_app",
     "is_loopback",
+    "open_store",
 ]

@@ -117,9 +117,10 @@ def create_app(
         )
 
     async def image(request: Request) -> Response:
-        stored = await state.store.get_image(request.path_params["name"].rsplit(".", 1)[0])
+        image_uuid = request.path_params["name"].rsplit(".", 1)[0]
+        stored = await state.store.get_image(image_uuid)
         if stored is None:
-            return answer([], [media_not_found()])
+            return answer([], [media_not_found(await state.store.why_missing(image_uuid))])
         return Response(stored.data, media_type=stored.mime, headers={"Cache-Control": "private, max-age=60"})
 
     async def tasks_endpoint(request: Request) -> Response:

@@ -290,7 +290,8 @@ class ServerState:
                 return ref
             stored = await self.store.get_image(str(ref.value))
             if stored is None:
-                raise refuse_image_input(parameter, request.taskUUID, why="unknown", image=str(ref.value))
+                image, why = str(ref.value), await self.store.why_missing(str(ref.value))
+                raise refuse_image_input(parameter, request.taskUUID, why="unknown", image=image, detail=why)
             return ImageRef("bytes", stored.data)
 
         changes: dict[str, Any] = {"taskUUID": request.taskUUID}
