@@ -8,6 +8,7 @@ its form into that call and shows the plan's state, which it polls from the run 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from ..planning.sweep import design_sweep
 from ..types import ImageInferenceRequest
 from ._common import ErrorArea, cost_source_note, css, run_in_background, session_or_default, spent_words
 from .binding import FormBinding
+from .scores import SweepScores
 from .state import RunState
 
 __all__ = ["SweepPanel", "SweepState", "sweep_arguments", "sweep_form_problems"]
@@ -217,6 +219,10 @@ class SweepPanel(widgets.VBox):
         self.progress = css(widgets.IntProgress(value=0, min=0, max=1, description="cells"), "knb-sweep-progress")
         self.progress_label = css(widgets.HTML(""), "knb-sweep-progress-label")
         self.grid = css(widgets.HTML(""), "knb-sweep-grid")
+        # Scores under the grid's cells: computed off the event loop after a run, shown when they arrive.
+        self.scores = SweepScores()
+        self.score_task: asyncio.Task[Any] | None = None
+        self.score_status = css(widgets.HTML(""), "knb-sweep-score-status")
 
         bind = self.binding
         bind.attribute(self.prompt, "prompt")
@@ -253,6 +259,7 @@ class SweepPanel(widgets.VBox):
                 widgets.HBox([self.run_button, self.cancel_button, self.progress, self.progress_label]),
                 self.errors.widget,
                 self.grid,
+                self.score_status,
                 widgets.HBox([self.sheet_button, self.sheet_status]),
                 self.sheet_image,
             ],
@@ -431,6 +438,33 @@ class SweepPanel(widgets.VBox):
         self.sheet_image.layout.display = None
         return sheet
 
+    def score(self) -> asyncio.Task[Any] | None:
+        """Score the planned sweep's images in the background (scores already stored are not computed again) and
+        caption the grid's cells when they arrive; a task when an event loop runs, else the captions follow from the
+        scoring thread. The Run button does this when a run ends."""
+        plan = self._plan_to_draw()
+        future = self.scores.start(self.session, plan.name)
+        self._show_scores()
+        self.score_task = run_in_background(
+            lambda: self._await_scores(future), lambda: future.add_done_callback(lambda _done: self._show_scores())
+        )
+        return self.score_task
+
+    async def _await_scores(self, future: Any) -> None:
+        # Widgets are written on the event loop's thread, not the scoring thread; scores.error keeps any failure.
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(future)
+        self._show_scores()
+
+    def _show_scores(self) -> None:
+        self.score_status.value = (
+            f'<span class="knb-muted">{html.escape(self.scores.status_words(self.session.demo))}</span>'
+        )
+        if self.scores.error is not None:
+            self.errors.show(self.scores.error, "Scoring")
+        if self.plan is not None and not self.running:
+            self._draw_grid()
+
     def cancel(self) -> None:
         """Stop starting new cells; cells in flight finish and are logged. Run again to resume the rest."""
         if self.plan is not None:
@@ -482,6 +516,8 @@ class SweepPanel(widgets.VBox):
         if report is not None:
             self.progress_label.value = html.escape(report_words(report, self.session.engine, self.session.demo))
         self.replan()
+        if report is not None and report.ok + report.skipped_done and self.plan is not None:
+            self.errors.guard("Scoring")(self.score)()
 
     def _poll(self, plan: Any) -> None:
         run = self.run_state
@@ -543,7 +579,8 @@ class SweepPanel(widgets.VBox):
         """The cells as a table that fills in as they finish: first varied axis across, the rest down."""
         plan = self.plan
         states = plan.cell_states()
-        signature = tuple((key, state) for key, (state, _) in states.items())
+        # The scores' revision too: captions that arrive later redraw the same cells.
+        signature = (*((key, state) for key, (state, _) in states.items()), self.scores.revision)
         if signature == self._grid_signature:
             return
         self._grid_signature = signature
@@ -568,7 +605,9 @@ class SweepPanel(widgets.VBox):
             path = str(self.session.runs.image_path(row))
             if path not in self._thumbs:
                 self._thumbs[path] = data_uri(*thumbnail(Path(path).read_bytes(), size))
-            return f'<img class="knb-cell-ok" src="{self._thumbs[path]}" title="{html.escape(cell.key)}"/>'
+            caption = self.scores.caption(row.get("id"))
+            scores = f'<div class="knb-caption knb-cell-score">{html.escape(caption)}</div>' if caption else ""
+            return f'<img class="knb-cell-ok" src="{self._thumbs[path]}" title="{html.escape(cell.key)}"/>{scores}'
         text = {"failed": "failed", "pending": "running…"}.get(state, "to do")
         title = html.escape((row or {}).get("error_message") or cell.key)
         return (

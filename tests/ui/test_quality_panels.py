@@ -1,0 +1,81 @@
+"""Scores in the panels, on the real demo engine: a finished sweep is scored in the background and its grid cells
+captioned when the scores arrive; gallery tiles show stored scores and sort by one; the CostPanel draws the
+score-against-cost frontier of a chosen sweep and metric with its one-line recommendation. Demo images are noise, so
+every place that shows their scores says so."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+
+from kandinsky_nb.analysis.quality import DEMO_NOTE as DEMO_SCORES_NOTE
+from kandinsky_nb.analysis.quality import score_caption
+from kandinsky_nb.analysis.scoring import score_sweep
+from kandinsky_nb.ui import SweepPanel
+
+pytestmark = pytest.mark.local
+
+
+def _eventually(condition: Callable[[], bool], seconds: float = 60) -> bool:
+    """Whether ``condition`` holds within ``seconds`` (a panel redrawn from the scoring thread, just after its Future
+    is done)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+async def test_a_finished_sweep_is_scored_in_the_background_and_its_cells_captioned(demo_session):
+    panel = SweepPanel(demo_session)
+    panel.update(prompt="a red fox", name="fox-scores", axes={"steps": "10, 12, 14", "seed": "1, 2"})
+    assert panel.scores.captions == {} and "knb-cell-score" not in panel.grid.value
+    task = panel.run()
+    await task
+    # Scoring does not hold the run up: the run has ended while scoring is still under way.
+    assert not panel.running and panel.scores.sweep_id == "fox-scores" and isinstance(panel.score_task, asyncio.Task)
+    await panel.score_task
+    scores = panel.scores
+    assert not scores.scoring and scores.error is None and scores.revision == 1
+    assert scores.report.computed > 0
+    # One caption per image: the 14-step cell of each seed is the reference the others are compared with.
+    frame = score_sweep(demo_session, "fox-scores")
+    assert set(scores.captions) == set(frame["id"])
+    for row in frame.to_dict("records"):
+        expected = "reference" if row["steps"] == 14 else score_caption(row, ["ssim", "psnr"])
+        assert scores.captions[row["id"]] == expected
+        assert expected in panel.grid.value
+    assert panel.grid.value.count("knb-cell-score") == 6
+    assert panel.grid.value.count(">reference<") == 2 and panel.grid.value.count("SSIM ") == 4
+    # The status says what was computed, and that demo scores measure noise.
+    assert "Scores of fox-scores" in panel.score_status.value and DEMO_SCORES_NOTE in panel.score_status.value
+    # Stored in the run log as score columns; scoring again computes nothing.
+    assert {"score_ssim", "score_psnr"} <= set(demo_session.runs.df.columns)
+    await panel.score()
+    assert panel.scores.report.computed == 0 and panel.scores.revision == 2
+
+
+def test_without_an_event_loop_the_captions_follow_from_the_scoring_thread(demo_session):
+    panel = SweepPanel(demo_session)
+    panel.update(prompt="a fox", name="fox-sync", axes={"steps": "10, 12"})
+    assert panel.run() is None  # no running loop: the sweep ran now, scoring went to its thread
+    panel.scores.future.result(timeout=120)
+    # The Future's callbacks (run on the scoring thread) take the captions, then redraw the grid.
+    assert _eventually(lambda: panel.scores.revision == 1)
+    assert len(panel.scores.captions) == 2 and not panel.scores.scoring
+    assert _eventually(lambda: "knb-cell-score" in panel.grid.value)
+    assert panel.grid.value.count("knb-cell-score") == 2 and ">reference<" in panel.grid.value
+
+
+def test_a_sweep_that_cannot_be_scored_says_why(demo_session):
+    panel = SweepPanel(demo_session)
+    panel.update(prompt="a fox", name="never-run", axes={"steps": "10, 12"})
+    panel.score()  # nothing of this sweep is logged: score_sweep refuses, the panel shows it
+    panel.scores.future.exception(timeout=60)
+    assert _eventually(lambda: "failed" in panel.score_status.value)
+    assert "Scoring never-run failed" in panel.score_status.value and "run it first" in panel.score_status.value
+    assert panel.scores.error is not None and "run it first" in panel.errors.widget.value
