@@ -153,6 +153,11 @@ export class RunLogAPI {
     return this.get<IStatus>(['status'], { no_track_activity: 1 });
   }
 
+  /** What live views poll: a stat of the log's files on the server, no query. */
+  async revision(): Promise<string> {
+    return (await this.get<{ revision: string }>(['revision'], { no_track_activity: 1 })).revision;
+  }
+
   runs(query: IRunQuery): Promise<IRunsPage> {
     return this.get<IRunsPage>(['runs'], query as Record<string, string | number | undefined>);
   }
@@ -184,8 +189,12 @@ export class RunLogAPI {
 
 /** Format helpers shared by the views (one place for how a number is shown). */
 export const fmt = {
-  usd(value: number | null | undefined, digits = 4): string {
-    return value === null || value === undefined ? '–' : `$${value.toFixed(digits)}`;
+  /** Dollars with cents for large sums and four decimals for the fractions of a cent single images cost. */
+  usd(value: number | null | undefined): string {
+    if (value === null || value === undefined) {
+      return '–';
+    }
+    return `$${value.toFixed(Math.abs(value) >= 10 ? 2 : 4)}`;
   },
   seconds(value: number | null | undefined): string {
     return value === null || value === undefined ? '–' : `${value.toFixed(1)} s`;
@@ -193,6 +202,9 @@ export const fmt = {
   value(value: unknown): string {
     if (value === null || value === undefined) {
       return '–';
+    }
+    if (typeof value === 'number' && !Number.isInteger(value)) {
+      return String(Number(value.toPrecision(4)));
     }
     return typeof value === 'object' ? JSON.stringify(value) : String(value);
   }

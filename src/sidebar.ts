@@ -48,7 +48,7 @@ export class RunsPanel extends Widget {
     this.node.append(this._header, filters, this._message, this._list, this._pager);
 
     this._poller = new RevisionPoller(
-      async () => (await this.api.status()).revision,
+      () => this.api.revision(),
       () => this.refresh()
     );
   }

@@ -21,7 +21,7 @@ export class SpendStatus extends Widget {
     this.addClass('jp-StatusBar-TextItem');
     this.node.textContent = 'Kandinsky: …';
     this._poller = new RevisionPoller(
-      async () => (await this.api.status()).revision,
+      () => this.api.revision(),
       () => this.refresh()
     );
   }
@@ -69,10 +69,10 @@ export class SpendStatus extends Widget {
     this.node.classList.toggle('knb-mod-warn', near);
     this.node.classList.toggle('knb-mod-over', over);
     const text = el('span', 'knb-SpendStatus-text',
-      `Kandinsky ${fmt.usd(cost.session.cost_usd, 3)} session · ${fmt.usd(cost.today.cost_usd, 3)} today · ` +
-        `${fmt.usd(cost.all.cost_usd, 2)} all`
+      `Kandinsky ${fmt.usd(cost.session.cost_usd)} session · ${fmt.usd(cost.today.cost_usd)} today · ` +
+        `${fmt.usd(cost.all.cost_usd)} all`
     );
-    const budgetText = budgetUSD === null ? 'no budget set' : `budget ${fmt.usd(budgetUSD, 2)} (${budgetScope})`;
+    const budgetText = budgetUSD === null ? 'no budget set' : `budget ${fmt.usd(budgetUSD)} (${budgetScope})`;
     this.node.replaceChildren(text);
     if (over || near) {
       this.node.append(el('span', 'knb-SpendStatus-flag', over ? ' over budget' : ' near budget'));

@@ -135,7 +135,7 @@ export class SweepView extends Widget {
     this.title.label = `Sweep ${sweepName}`;
     this.title.closable = true;
     this._poller = new RevisionPoller(
-      async () => (await this.api.status()).revision,
+      () => this.api.revision(),
       () => this.refresh()
     );
   }

@@ -8,6 +8,7 @@ the event loop.
 Routes (under ``<base_url>/kandinsky-nb/api/``)::
 
     status                     log path, existence, schema version, run count, change revision
+    revision                   only the change revision (a stat of the files, no query): what live views poll
     runs                       a page of runs, newest first (filters: status, engine, sweep, q, since, until, demo;
                                limit, offset)
     runs/<id>                  one run: request and response JSON, every column, and the code that reproduces it
@@ -82,6 +83,12 @@ class StatusHandler(RunLogHandler):
         self.finish_json(status)
 
 
+class RevisionHandler(RunLogHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.finish_json({"revision": await self.off_loop(self.reader.revision)})
+
+
 class RunsHandler(RunLogHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
@@ -144,6 +151,7 @@ class CostHandler(RunLogHandler):
 # (pattern under the API prefix, handler); the extension app prepends the server's base_url.
 ROUTES: tuple[tuple[str, type[RunLogHandler]], ...] = (
     ("status", StatusHandler),
+    ("revision", RevisionHandler),
     ("runs", RunsHandler),
     (r"runs/(\d+)", RunHandler),
     (r"runs/(\d+)/image", RunImageHandler),

@@ -234,9 +234,11 @@ class RunLogReader:
             path = self.db_path.with_name(DB_NAME + suffix)
             try:
                 stat = path.stat()
-                parts.append(f"{stat.st_mtime_ns:x}.{stat.st_size:x}")
             except FileNotFoundError:
                 parts.append("0")
+                continue
+            # An empty WAL (a reader's connection creates one) holds no change: it reads the same as none.
+            parts.append(f"{stat.st_mtime_ns:x}.{stat.st_size:x}" if stat.st_size else "0")
         return "-".join(parts)
 
     # -- status -----------------------------------------------------------------------------------------------------

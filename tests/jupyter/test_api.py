@@ -13,7 +13,7 @@ import pytest
 pytestmark = pytest.mark.local  # the run log is made by the demo engine
 
 # Every route, with an id or name that exists in the demo log (the auth test must reach real handlers).
-ROUTES = ("status", "runs", "runs/1", "runs/1/image", "runs/1/thumbnail", "sweeps", "sweeps/cats", "cost")
+ROUTES = ("status", "revision", "runs", "runs/1", "runs/1/image", "runs/1/thumbnail", "sweeps", "sweeps/cats", "cost")
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -45,6 +45,17 @@ def test_status_names_the_log_and_its_schema(api, log_home, demo_log):
     runs = api("runs").json()["runs"]
     assert status["runs"] == len(demo_log.run_ids) + 1 + demo_log.sweep_cells == len(runs)
     assert status["latest_id"] == runs[0]["id"]
+
+
+def test_the_revision_changes_when_a_run_is_logged(api, log_home):
+    import kandinsky_nb as knb
+
+    before = api("revision").json()["revision"]
+    assert before == api("status").json()["revision"] == api("revision").json()["revision"]
+    with knb.RunLog(log_home) as log:
+        request = knb.ImageInferenceRequest(positivePrompt="a new run", width=1024, height=1024)
+        log.record_submitted(request, engine="local", demo=True)
+    assert api("revision").json()["revision"] != before
 
 
 def test_runs_are_newest_first_with_the_columns_a_sidebar_shows(api, demo_log):
