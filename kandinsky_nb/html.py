@@ -72,11 +72,11 @@ STYLE = """<style>
 .knb-panel .widget-hbox,.knb-panel .jupyter-widget-hbox{flex-wrap:wrap;max-width:100%}
 .knb-panel .widget-vbox,.knb-panel .jupyter-widget-vbox{max-width:100%;min-width:0}
 .knb-panel .jupyter-button,.knb-panel .jupyter-widget-upload{width:auto;min-width:max-content;flex:0 0 auto}
-.knb-panel .jupyter-widget-hslider{width:auto;flex:1 1 260px;min-width:200px;max-width:100%}
-.knb-panel .jupyter-widget-text,.knb-panel .jupyter-widget-dropdown,.knb-panel .jupyter-widget-textarea{max-width:100%}
+.knb-panel .jupyter-widget-hslider{width:auto;flex:1 1 260px;min-width:200px}
+.knb-panel .jupyter-widgets:not(.widget-box){max-width:calc(100% - 2 * var(--jp-widgets-margin,2px))}
 .knb-panel .jupyter-widget-image{max-width:100%;height:auto}
 .knb-panel .jupyter-widget-html-content{white-space:normal;overflow-wrap:anywhere;line-height:1.4}
-.knb-panel .jupyter-widget-progress{max-width:100%}
+.knb-scroll{overflow:auto;max-width:100%}
 </style>"""
 
 
@@ -186,7 +186,7 @@ def html_from_generation(
         )
     head = (
         f"<div><b>{len(images)} image{'s' if len(images) != 1 else ''}</b> · "
-        f"{html.escape(engine)} engine · {width}x{height} · {steps} steps · CFG {cfg_scale:g} · "
+        f"{html.escape(engine_label(engine, demo))} engine · {width}x{height} · {steps} steps · CFG {cfg_scale:g} · "
         f"total {format_usd(total_cost)} · {format_seconds(latency_s)}"
         + (' · <span class="knb-demo">demo weights</span>' if demo else "")
         + '</div><div class="knb-caption" style="text-align:left;max-width:none">'

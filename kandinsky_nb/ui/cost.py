@@ -98,7 +98,7 @@ class CostPanel(widgets.VBox):
         self.spend_html = css(widgets.HTML(""), "knb-cost-spend")
         # Hidden until there is something to plot (an empty Image widget shows a broken-image icon); never wider than
         # the panel, so at half width the two plots stack instead of overflowing.
-        plot_layout = {"display": "none", "max_width": "100%", "height": "auto"}
+        plot_layout = {"display": "none", "height": "auto"}  # the panel's style keeps them within its width
         self.cost_plot = css(widgets.Image(format="png", layout=plot_layout), "knb-cost-plot")
         self.latency_plot = css(widgets.Image(format="png", layout=plot_layout), "knb-latency-plot")
         self.comparison_html = css(widgets.HTML(""), "knb-cost-comparison")
@@ -166,7 +166,8 @@ class CostPanel(widgets.VBox):
         demo = f'<br><span class="knb-demo">{DEMO_NOTE} (demo rows included)</span>' if frame["demo"].any() else ""
         self.summary_html.value = html_for_cost_summary(self.summary) + demo
         self.spend = spend_by(frame, self.state.by)
-        self.spend_html.value = self.spend.to_html(classes="knb-params", float_format=lambda v: f"{v:.6g}", border=0)
+        table = self.spend.to_html(classes="knb-params", float_format=lambda v: f"{v:.6g}", border=0)
+        self.spend_html.value = f'<div class="knb-scroll">{table}</div>'
         self.cost_plot.value = figure_png(plot_cost(frame, x=self.state.x))
         self.latency_plot.value = figure_png(plot_latency(frame, x=self.state.x))
         self.cost_plot.layout.display = self.latency_plot.layout.display = None
@@ -193,7 +194,9 @@ class CostPanel(widgets.VBox):
         return (
             f"{len(rows)} local image(s), {rate}, against {basis}: local total "
             f"{format_usd(float(rows['local_usd'].sum()))}, cloud {format_usd(float(rows['cloud_usd'].sum()))}."
+            + '<div class="knb-scroll">'
             + table.to_html(classes="knb-params", float_format=lambda v: f"{v:.4g}", border=0)
+            + "</div>"
         )
 
     def _write_widgets(self) -> None:

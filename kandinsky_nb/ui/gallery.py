@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from ..analysis.quality import score_caption
 from ..errors import ConfigurationError
 from ..html import DEMO_NOTE, STYLE, format_seconds, format_usd, html_from_params, thumbnail
 from ..types import ImageInferenceRequest
 from ._common import ErrorArea, css
+from .binding import FormBinding
+from .scores import NEWEST_FIRST, scored_metrics, sort_by_score
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +46,7 @@ class GalleryState:
     shown_ids: list[int] = field(default_factory=list)
     failed_count: int = 0
     selected_id: int | None = None
+    sort_by: str = NEWEST_FIRST  # a metric (``"ssim"``): best score first, unscored images after
 
     @property
     def pages(self) -> int:
@@ -50,11 +54,12 @@ class GalleryState:
 
 
 def select_rows(
-    frame: pd.DataFrame, query: str = "", limit: int = DEFAULT_LIMIT, page: int = 0
+    frame: pd.DataFrame, query: str = "", limit: int = DEFAULT_LIMIT, page: int = 0, *, sort_by: str = NEWEST_FIRST
 ) -> tuple[pd.DataFrame, int, int]:
-    """One page of the rows with an image that match ``query`` (a pandas query), newest first: ``(rows, failed,
-    total)``, where ``failed`` counts matching failed rows and ``total`` the matching images on all pages. Raises
-    ConfigurationError with the query's problem when it does not parse."""
+    """One page of the rows with an image that match ``query`` (a pandas query), newest first or, with
+    ``sort_by`` a metric, best score first: ``(rows, failed, total)``, where ``failed`` counts matching failed rows
+    and ``total`` the matching images on all pages. Raises ConfigurationError with the query's problem when it does
+    not parse."""
     if query.strip():
         try:
             frame = frame.query(query)
@@ -68,7 +73,8 @@ def select_rows(
     if "status" in with_images:
         with_images = with_images[with_images["status"] == "ok"]
     newest_first = with_images.iloc[::-1]
-    return newest_first.iloc[page * limit : (page + 1) * limit], failed, len(newest_first)
+    ordered = sort_by_score(newest_first, sort_by) if sort_by else newest_first
+    return ordered.iloc[page * limit : (page + 1) * limit], failed, len(ordered)
 
 
 def request_from_row(row: Any) -> ImageInferenceRequest:
@@ -134,9 +140,22 @@ class Gallery(widgets.VBox):
         )
         self.page_label = css(widgets.HTML(""), "knb-gallery-page")
         self.summary = css(widgets.HTML(""), "knb-gallery-summary")
+        # The scored metrics come from the log, so refresh() sets the choices; the binding writes state.sort_by.
+        self.sort_box = css(
+            widgets.Dropdown(options=[("newest first", NEWEST_FIRST)], description="Sort"), "knb-gallery-sort"
+        )
+        self.binding: FormBinding[GalleryState] = FormBinding(
+            lambda: self.state, self._on_sort, wrap=self.errors.guard("Sort")
+        )
+        self.binding.attribute(self.sort_box, "sort_by")
         self.grid = css(
             widgets.GridBox(
-                [], layout=widgets.Layout(grid_template_columns=f"repeat({columns}, {_THUMB + 16}px)", grid_gap="6px")
+                [],
+                layout=widgets.Layout(
+                    grid_template_columns=f"repeat(auto-fill, minmax({_THUMB + 16}px, 1fr))",
+                    max_width=f"{columns * (_THUMB + 16) + (columns - 1) * 6}px",
+                    grid_gap="6px",
+                ),
             ),
             "knb-gallery-grid",
         )
@@ -185,7 +204,9 @@ class Gallery(widgets.VBox):
         super().__init__(
             children=[
                 widgets.HTML(STYLE),
-                widgets.HBox([self.query_box, self.refresh_button], layout=widgets.Layout(flex_flow="row wrap")),
+                widgets.HBox(
+                    [self.query_box, self.sort_box, self.refresh_button], layout=widgets.Layout(flex_flow="row wrap")
+                ),
                 self.summary,
                 self.errors.widget,
                 # The opened image sits above the thumbnails, where the click was, not below the whole page.
@@ -216,10 +237,12 @@ class Gallery(widgets.VBox):
     def refresh(self) -> None:
         """Re-read the source and redraw the thumbnails of the current page for the current query."""
         frame = self.frame()
-        rows, failed, total = select_rows(frame, self.state.query, self.state.limit, self.state.page)
+        self._offer_sorts(frame)
+        order = {"sort_by": self.state.sort_by}
+        rows, failed, total = select_rows(frame, self.state.query, self.state.limit, self.state.page, **order)
         if not len(rows) and self.state.page > 0:  # the page emptied (a narrower query): back to the last one
             self.state.page = max(0, -(-total // self.state.limit) - 1)
-            rows, failed, total = select_rows(frame, self.state.query, self.state.limit, self.state.page)
+            rows, failed, total = select_rows(frame, self.state.query, self.state.limit, self.state.page, **order)
         self.state.total = total
         self.state.shown_ids = [int(i) for i in rows["id"]] if "id" in rows else list(range(len(rows)))
         self.state.failed_count = failed
@@ -231,7 +254,7 @@ class Gallery(widgets.VBox):
         first = self.state.page * self.state.limit
         shown = f"images {first + 1}–{first + len(rows)} of <b>{total}</b>" if len(rows) else "<b>0</b> images"
         self.summary.value = (
-            f"{shown} (newest first)"
+            f"{shown} ({_order_words(self.state.sort_by)})"
             + (f"; {failed} failed run(s) match" if failed else "")
             + (f' · <span class="knb-demo">{DEMO_NOTE}</span>' if demo else "")
         )
@@ -275,6 +298,22 @@ class Gallery(widgets.VBox):
         return self.panel
 
     # -- internals ---------------------------------------------------------------------------------------------
+    def _offer_sorts(self, frame: pd.DataFrame) -> None:
+        """The sort choices: newest first and each metric the log has scores of (and the chosen one, even when no
+        image has it yet, so the control shows what the state says)."""
+        metrics = scored_metrics(frame)
+        if self.state.sort_by and self.state.sort_by not in metrics:
+            metrics.append(self.state.sort_by)
+        with self.binding.holding():
+            self.sort_box.options = [("newest first", NEWEST_FIRST)] + [
+                (_order_words(metric), metric) for metric in metrics
+            ]
+            self.sort_box.value = self.state.sort_by
+
+    def _on_sort(self, state: GalleryState, _change: dict[str, Any]) -> None:
+        self.state, self.state.page = state, 0
+        self.refresh()
+
     def _on_query(self, change: dict[str, Any]) -> None:
         self.state.query, self.state.page = change["new"], 0
         self.refresh()
@@ -290,8 +329,13 @@ class Gallery(widgets.VBox):
             format=fmt,
             layout=widgets.Layout(width=f"{_THUMB}px", height=f"{_THUMB}px", object_fit="contain"),
         )
+        scores = score_caption(row)  # stored scores, '' until the image is scored
         caption = css(
-            widgets.HTML(f'<div class="knb-caption">{html.escape(tile_caption(row))}</div>'), "knb-tile-caption"
+            widgets.HTML(
+                f'<div class="knb-caption">{html.escape(tile_caption(row))}</div>'
+                + (f'<div class="knb-caption knb-tile-scores">{html.escape(scores)}</div>' if scores else "")
+            ),
+            "knb-tile-caption",
         )
         button = css(
             widgets.Button(
@@ -303,6 +347,11 @@ class Gallery(widgets.VBox):
         )
         button.on_click(self.errors.guard("Open image")(lambda _b, rid=row_id: self.select(rid)))
         return css(widgets.VBox([image, caption, button]), "knb-gallery-tile")
+
+
+def _order_words(sort_by: str) -> str:
+    # The metric's name, not its label: a label reads after a number ("24 dB PSNR"), not in a menu.
+    return f"{sort_by} score, best first" if sort_by else "newest first"
 
 
 def tile_caption(row: Any) -> str:

@@ -597,7 +597,10 @@ class SweepPanel(widgets.VBox):
             f"<tr><th style='text-align:right'>{html.escape(label)}</th>{''.join(f'<td>{c}</td>' for c in cells)}</tr>"
             for label, cells in rows.items()
         )
-        self.grid.value = f'<table class="knb-sweep-table"><tr><th></th>{header}</tr>{body}</table>'
+        # A wide sweep scrolls inside the panel instead of spilling out of it.
+        self.grid.value = (
+            f'<div class="knb-scroll"><table class="knb-sweep-table"><tr><th></th>{header}</tr>{body}</table></div>'
+        )
 
     def _cell_html(self, cell: Any, state: str, row: dict[str, Any] | None) -> str:
         size = _GRID_THUMB

@@ -55,6 +55,7 @@ def test_generation_html_has_thumbnails_with_seed_cost_latency_and_escaped_promp
 def test_demo_generations_say_their_images_are_noise():
     markup = generation(demo=True).to_html()
     assert markup.count("demo weights: noise") == 2 and knb_html.DEMO_NOTE in markup
+    assert "demo engine" in markup  # the name the README and KANDINSKY_NB_ENGINE use, as the panels say it
 
 
 def test_show_generation_displays_the_same_html(monkeypatch):

@@ -14,7 +14,9 @@ import pytest
 from kandinsky_nb.analysis.quality import DEMO_NOTE as DEMO_SCORES_NOTE
 from kandinsky_nb.analysis.quality import score_caption
 from kandinsky_nb.analysis.scoring import score_sweep
-from kandinsky_nb.ui import SweepPanel
+from kandinsky_nb.errors import ConfigurationError
+from kandinsky_nb.ui import Gallery, SweepPanel
+from kandinsky_nb.ui.gallery import select_rows
 
 pytestmark = pytest.mark.local
 
@@ -79,3 +81,57 @@ def test_a_sweep_that_cannot_be_scored_says_why(demo_session):
     assert _eventually(lambda: "failed" in panel.score_status.value)
     assert "Scoring never-run failed" in panel.score_status.value and "run it first" in panel.score_status.value
     assert panel.scores.error is not None and "run it first" in panel.errors.widget.value
+
+
+def _scored_sweep(session, name: str = "fox-gallery") -> object:
+    """A logged, scored sweep (three step counts, one seed) plus one image outside any sweep, never scored."""
+    session.sweep("a red fox", name=name, steps=[10, 12, 14], seed=[3]).run(progress=False)
+    session.generate("a lone fox", steps=10, seed=9)
+    return score_sweep(session, name)
+
+
+def test_gallery_tiles_show_stored_scores_and_sort_by_one(demo_session):
+    scored = _scored_sweep(demo_session)
+    gallery = Gallery(demo_session)
+    logged = demo_session.runs.df.set_index("id")
+    assert len(gallery.grid.children) == 4
+    for tile, run_id in zip(gallery.grid.children, gallery.state.shown_ids, strict=True):
+        caption = tile.children[1].value
+        expected = score_caption(logged.loc[run_id])
+        if run_id in set(scored["id"]):
+            assert expected and "SSIM" in expected and expected in caption and "knb-tile-scores" in caption
+        else:
+            assert expected == "" and "knb-tile-scores" not in caption  # never scored: no empty score line
+    # The sort choices are the metrics the log has scores of; choosing one sorts best first, unscored last.
+    offered = [value for _, value in gallery.sort_box.options]
+    assert offered[0] == "" and {"ssim", "psnr", "sharpness", "colourfulness"} <= set(offered)
+    gallery.sort_box.value = "sharpness"
+    assert gallery.state.sort_by == "sharpness" and gallery.state.page == 0
+    by_sharpness = scored.sort_values("score_sharpness", ascending=False)["id"].tolist()
+    assert gallery.state.shown_ids[:3] == by_sharpness and gallery.state.shown_ids[3] not in by_sharpness
+    assert "sharpness score, best first" in gallery.summary.value
+    gallery.sort_box.value = ""
+    assert gallery.state.shown_ids == sorted(gallery.state.shown_ids, reverse=True)  # newest first again
+    # A metric no image has: said next to the gallery, naming what is scored.
+    gallery.state.sort_by = "clip_score"
+    gallery.refresh_button.click()
+    assert "clip_score" in gallery.errors.widget.value and "ssim" in gallery.errors.widget.value
+
+
+def test_select_rows_sorts_a_page_by_score():
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "id": [1, 2, 3, 4],
+            "status": ["ok"] * 4,
+            "image_path": ["a", "b", "c", "d"],
+            "score_ssim": [0.5, None, 0.9, 0.7],
+        }
+    )
+    rows, _, total = select_rows(frame, limit=2, sort_by="ssim")
+    assert rows["id"].tolist() == [3, 4] and total == 4
+    rows, _, _ = select_rows(frame, limit=2, page=1, sort_by="ssim")
+    assert rows["id"].tolist() == [1, 2]  # the unscored image last
+    with pytest.raises(ConfigurationError, match=r"sort_by='psnr'.*scored: ssim"):
+        select_rows(frame, sort_by="psnr")
