@@ -128,30 +128,19 @@ def limit_slider(key: str, description: str, *, value: float | None = None, read
     limit = spec.LIMITS[key]
     assert limit.maximum is not None, f"{key} has no upper bound; a slider needs one"
     start = limit.default if value is None else value
-    style = {"description_width": "initial"}
-    if limit.integer:
-        return widgets.IntSlider(
-            value=int(start if start is not None else limit.minimum),
-            min=int(limit.minimum),
-            max=int(limit.maximum),
-            step=int(limit.step or 1),
-            description=description,
-            continuous_update=False,
-            readout=readout,
-            style=style,
-            tooltip=limit.describe(),
-        )
-    return widgets.FloatSlider(
-        value=float(start if start is not None else limit.minimum),
-        min=float(limit.minimum),
-        max=float(limit.maximum),
-        step=float(limit.step or 0.01),
+    kind, cast = (widgets.IntSlider, int) if limit.integer else (widgets.FloatSlider, float)
+    shown = {} if limit.integer else {"readout_format": ".2f"}
+    return kind(
+        value=cast(start if start is not None else limit.minimum),
+        min=cast(limit.minimum),
+        max=cast(limit.maximum),
+        step=cast(limit.step or (1 if limit.integer else 0.01)),
         description=description,
-        readout_format=".2f",
-        readout=readout,
         continuous_update=False,
-        style=style,
+        readout=readout,
+        style={"description_width": "initial"},
         tooltip=limit.describe(),
+        **shown,
     )
 
 

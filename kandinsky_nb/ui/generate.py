@@ -95,6 +95,18 @@ def local_scheduler_notes() -> dict[str, str]:
 # Sliders of limited numbers; each gets a number box that shows and takes the exact value.
 _SLIDERS = ("steps", "CFGScale", "numberResults", "outputQuality", "strength")
 
+# The "Output & API options" section, in the order shown.
+_OUTPUT_OPTIONS = (
+    "outputType",
+    "outputFormat",
+    "outputQuality",
+    "includeCost",
+    "deliveryMethod",
+    "ttl",
+    "webhookURL",
+    "uploadEndpoint",
+)
+
 # Controls whose widget value is the state field of the same name, as is (the rest need a conversion).
 _PLAIN_CONTROLS = (
     "positivePrompt",
@@ -105,14 +117,7 @@ _PLAIN_CONTROLS = (
     "seed",
     "random_seed",
     "numberResults",
-    "outputType",
-    "outputFormat",
-    "outputQuality",
-    "includeCost",
-    "deliveryMethod",
-    "ttl",
-    "webhookURL",
-    "uploadEndpoint",
+    *_OUTPUT_OPTIONS,
     "strength",
 )
 
@@ -419,21 +424,7 @@ class GeneratePanel(widgets.VBox):
                 ),
             ]
         )
-        output_box = widgets.VBox(
-            [
-                self._with_problems(key, c[key])
-                for key in (
-                    "outputType",
-                    "outputFormat",
-                    "outputQuality",
-                    "includeCost",
-                    "deliveryMethod",
-                    "ttl",
-                    "webhookURL",
-                    "uploadEndpoint",
-                )
-            ]
-        )
+        output_box = widgets.VBox([self._with_problems(key, c[key]) for key in _OUTPUT_OPTIONS])
         safety_box = widgets.VBox([self._with_problems(k, c[k]) for k in ("safety.checkContent", "safety.mode")])
         accel_box = widgets.VBox(
             [self._with_problems("acceleratorOptions", c["acceleratorOptions"])]
