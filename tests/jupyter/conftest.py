@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ("pytest_jupyter.jupyter_server",)
+# pytest-jupyter's fixtures, for this folder only. Registered as a plugin (pytest_plugins) its autouse event-loop
+# fixture and its async-test hooks would apply to the whole suite and fight pytest-asyncio and Playwright there.
+from pytest_jupyter.jupyter_server import *  # noqa: F403
+
+del pytest_pycollect_makeitem, pytest_pyfunc_call  # noqa: F821  (its async-test hooks: this folder has no async tests)
 
 PROMPTS = ("a red fox in snow", "a lighthouse at dusk", "100% pure_ink sketch")
 
