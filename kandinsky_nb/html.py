@@ -77,6 +77,9 @@ STYLE = """<style>
 .knb-panel .jupyter-widget-image{max-width:100%;height:auto}
 .knb-panel .jupyter-widget-html-content{white-space:normal;overflow-wrap:anywhere;line-height:1.4}
 .knb-scroll{overflow:auto;max-width:100%}
+@keyframes knb-busy{from{margin-left:-30%}to{margin-left:100%}}
+.knb-busy .progress{overflow:hidden}
+.knb-busy .progress-bar{width:30% !important;animation:knb-busy 1.4s linear infinite}
 </style>"""
 
 

@@ -645,14 +645,14 @@ class GeneratePanel(widgets.VBox):
             return None
 
     def _begin(self, request: ImageInferenceRequest) -> None:
-        self.run_state.begin(time.perf_counter())
+        self.run_state.begin(time.perf_counter(), self._expected_seconds(request))
         self.status.value = f"Generating {request.effective('numberResults')} image(s)…"
         self._draw_run()
 
     def _tick(self, request: ImageInferenceRequest) -> None:
         run = self.run_state
         elapsed = time.perf_counter() - (run.started or 0.0)
-        expected = self._expected_seconds(request)
+        expected = run.expected_s
         if expected:
             # An estimate, so it stops short of full until the answer arrives.
             run.progress = min(elapsed / expected, 0.95)
@@ -668,7 +668,10 @@ class GeneratePanel(widgets.VBox):
         self.generate_button.description = "Generating…" if run.running else "Generate"
         self.progress.layout.visibility = "hidden" if run.started is None else "visible"
         self.progress.bar_style = {"success": "success", "failed": "danger"}.get(run.outcome, "info")
-        self.progress.value = run.progress
+        # With no time estimate yet (too few runs logged), a moving bar says "working" without inventing a fraction.
+        busy = run.running and not run.expected_s
+        (self.progress.add_class if busy else self.progress.remove_class)("knb-busy")
+        self.progress.value = 1.0 if busy else run.progress
 
     async def _agenerate(self, session: Any, request: ImageInferenceRequest) -> Generation | None:
         async def ticker() -> None:

@@ -27,8 +27,10 @@ __all__ = [
     "DEMO_SCORES_NOTE",
     "GRID_CAPTION_METRICS",
     "NEWEST_FIRST",
+    "QualityChoices",
     "QualityView",
     "SweepScores",
+    "quality_choices",
     "quality_view",
     "scored_metrics",
     "sort_by_score",
@@ -148,6 +150,29 @@ class SweepScores:
         return ""
 
 
+@dataclass(frozen=True)
+class QualityChoices:
+    """The sweeps and metrics the CostPanel offers, and the ones it shows: the chosen sweep if the log has it, else
+    the newest sweep with scores (else the newest sweep); the chosen metric if that sweep has scores of it, else
+    SSIM, else its first scored metric."""
+
+    sweeps: list[str]
+    sweep: str | None
+    metrics: list[str]
+    metric: str | None
+
+
+def quality_choices(frame: pd.DataFrame, sweep: str | None, metric: str | None) -> QualityChoices:
+    """What :class:`QualityChoices` says for ``frame`` (the run log) and the state's ``sweep`` and ``metric``."""
+    sweep_ids = frame["sweep_id"].dropna().astype(str).tolist() if "sweep_id" in frame.columns else []
+    sweeps = list(dict.fromkeys(reversed(sweep_ids)))  # newest first: the log is oldest first
+    scored = sweeps_with_scores(frame)
+    chosen = sweep if sweep in sweeps else (scored or sweeps or [None])[0]
+    metrics = scored_metrics(frame[frame["sweep_id"] == chosen]) if chosen is not None else []
+    shown = next((name for name in (metric, "ssim", *metrics) if name in metrics), None)
+    return QualityChoices(sweeps=sweeps, sweep=chosen, metrics=metrics, metric=shown)
+
+
 @dataclass
 class QualityView:
     """What the CostPanel shows for one sweep and metric: the frontier of score against cost (a DataFrame and its
@@ -168,10 +193,11 @@ def quality_view(frame: pd.DataFrame, sweep_id: str | None, metric: str | None) 
     from ..analysis.quality import DEFAULT_THRESHOLDS, pareto_frontier, setting_scores
 
     view = QualityView(sweep_id=sweep_id, metric=metric)
-    if sweep_id is None or metric is None:
-        view.message = (
-            "No scored sweep yet: run a sweep in a SweepPanel (it scores its images when it finishes), then Refresh."
-        )
+    if sweep_id is None:
+        view.message = "No sweep logged yet: run one in a SweepPanel (it scores its images when it finishes)."
+        return view
+    if metric is None:
+        view.message = f"{sweep_id} has no scores yet: click Score sweep (scoring runs in the background)."
         return view
     rows = frame[frame["sweep_id"] == sweep_id]
     if metric_column(metric) not in rows.columns or not rows[metric_column(metric)].notna().any():

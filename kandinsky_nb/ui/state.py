@@ -123,6 +123,7 @@ class RunState:
     running: bool = False
     started: float | None = None  # time.perf_counter() when the current (or last) run started
     progress: float = 0.0  # 0..1 of the expected work
+    expected_s: float | None = None  # how long the run should take, when the cost/latency model can say
     outcome: str = ""  # "" before any run; "success", "partial" or "failed" after one
     ignored_clicks: int = 0  # clicks on Run while a run was going (never a second paid run)
     cancel_requested: bool = False
@@ -137,8 +138,9 @@ class RunState:
     def last_error(self) -> BaseException | None:
         return self.errors[-1] if self.errors else None
 
-    def begin(self, now: float) -> None:
+    def begin(self, now: float, expected_s: float | None = None) -> None:
         self.running, self.started, self.progress, self.outcome, self.cancel_requested = True, now, 0.0, "", False
+        self.expected_s = expected_s
 
     def end(self, outcome: str) -> None:
         # A finished run's bar is full, coloured by its outcome.

@@ -43,6 +43,9 @@ async def test_generate_runs_as_a_task_and_ignores_a_second_click(demo_session):
     task = panel.task
     assert isinstance(task, asyncio.Task) and not task.done()
     assert panel.running and panel.generate_button.disabled
+    # An empty log gives no time estimate: the bar moves ("working") instead of staying empty or inventing a fraction.
+    assert panel.run_state.expected_s is None and "knb-busy" in panel.progress._dom_classes
+    assert panel.progress.layout.visibility == "visible"
     panel.generate_button.click()  # while running: ignored, and said so
     assert panel.ignored_clicks == 1 and "ignored" in panel.status.value
     generation = await task
@@ -60,6 +63,7 @@ async def test_generate_runs_as_a_task_and_ignores_a_second_click(demo_session):
         assert f"seed {seed}" in panel.results.value
     assert "demo weights" in panel.results.value
     assert panel.progress.value == 1 and panel.progress.bar_style == "success"
+    assert "knb-busy" not in panel.progress._dom_classes
     rows = demo_session.runs.df
     assert list(rows["status"]) == ["ok", "ok"]
     assert {json.loads(r)["taskUUID"] for r in rows["request_json"]} == {sent.taskUUID}
