@@ -83,7 +83,10 @@ class MissingDependencyError(KandinskyNBError, ImportError):
 def _short(value: Any, limit: int = 80) -> str:
     if isinstance(value, int) and value.bit_length() > 256:  # repr() of a 5000-digit int raises ValueError
         return f"<a {value.bit_length()}-bit integer>"
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # such an integer inside a list or object
+        text = f"<{type(value).__name__} holding an integer too long to print>"
     return text if len(text) <= limit else text[: limit - 12] + f"...<{len(text)} chars>"
 
 
