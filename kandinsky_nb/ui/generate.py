@@ -707,11 +707,12 @@ class GeneratePanel(widgets.VBox):
         self._refresh()  # a new request (its own taskUUID) for the next click, and the button drawn enabled
 
     def _finished(self, generation: Generation) -> None:
+        waited = time.perf_counter() - (self.run_state.started or 0.0)
         self.run_state.results.append(generation)
         self.run_state.end("success")
         self._refresh()  # a new request (its own taskUUID) for the next click, and the button drawn enabled
         self.status.value = (
-            f"Done: {len(generation.images)} image(s) in {format_seconds(generation.latency_s)}, "
+            f"Done: {len(generation.images)} image(s) in {format_seconds(waited)}{_time_split(generation, waited)}, "
             f"cost {format_usd(generation.cost)} · {len(self.generations)} generation(s) in this panel · "
             f'<span class="knb-log-count">{len(self.session.runs)}</span> row(s) in the run log'
         )
@@ -723,3 +724,12 @@ class GeneratePanel(widgets.VBox):
                 callback(generation)
             except Exception as exc:  # a listener's failure is shown, and never undoes the generation
                 self.errors.show(exc, "after Generate")
+
+
+def _time_split(generation: Generation, waited: float) -> str:
+    """Where the wait went, when the engine measured its generating time apart (the local engine's ``gpu_seconds``):
+    a first run also loads the model, which is not what the next runs will take."""
+    generating = generation.details.get("gpu_seconds")
+    if not isinstance(generating, int | float) or waited - generating < 1.0:
+        return ""
+    return f" ({format_seconds(generating)} generating, the rest loading the model and saving)"

@@ -68,6 +68,9 @@ async def test_generate_runs_as_a_task_and_ignores_a_second_click(demo_session):
     assert list(rows["status"]) == ["ok", "ok"]
     assert {json.loads(r)["taskUUID"] for r in rows["request_json"]} == {sent.taskUUID}
     assert re.search(r'knb-log-count">2<', panel.status.value)
+    # The time a person waited, and (when it differs) how much of it was generating.
+    waited = re.search(r"Done: 2 image\(s\) in ([\d.]+) s", panel.status.value)
+    assert waited and float(waited.group(1)) >= generation.details["gpu_seconds"] - 0.05, panel.status.value
 
 
 def test_without_a_running_loop_generate_runs_synchronously(demo_session):
