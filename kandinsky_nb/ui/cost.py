@@ -5,6 +5,8 @@ and latency plots, and local GPU cost against what the cloud would charge. A vie
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 import io
 from dataclasses import dataclass
@@ -14,8 +16,9 @@ import ipywidgets as widgets
 
 from ..errors import ConfigurationError
 from ..html import DEMO_NOTE, STYLE, format_usd
-from ._common import ErrorArea, css, session_or_default
+from ._common import ErrorArea, css, run_in_background, session_or_default
 from .binding import FormBinding
+from .scores import QualityChoices, QualityView, SweepScores, quality_choices, quality_view
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,12 +33,15 @@ ALL_ENGINES = "all engines"
 @dataclass
 class CostState:
     """What the cost panel shows: the grouping of the spend table, the plots' x axis, one engine or all, and an
-    hourly GPU rate to re-price local runs with (None: the rate they were logged with)."""
+    hourly GPU rate to re-price local runs with (None: the rate they were logged with); the sweep and metric of the
+    quality-against-cost frontier (None: the newest scored sweep; a metric that sweep lacks: SSIM or its first)."""
 
     by: str = "sweep_id"
     x: str = "steps"
     engine: str | None = None
     gpu_hourly_usd: float | None = None
+    sweep: str | None = None
+    metric: str = "ssim"
 
 
 def figure_png(figure: Figure, dpi: int = 90) -> bytes:
@@ -102,6 +108,28 @@ class CostPanel(widgets.VBox):
         self.cost_plot = css(widgets.Image(format="png", layout=plot_layout), "knb-cost-plot")
         self.latency_plot = css(widgets.Image(format="png", layout=plot_layout), "knb-latency-plot")
         self.comparison_html = css(widgets.HTML(""), "knb-cost-comparison")
+        # Quality against cost of one sweep: its frontier and the one-line recommendation, from stored scores.
+        self.quality: QualityView = QualityView()
+        self.quality_choices = QualityChoices(sweeps=[], sweep=None, metrics=[], metric=None)
+        self.scores = SweepScores()  # a sweep scored from this panel (Score sweep)
+        self.score_task: asyncio.Task[Any] | None = None
+        self.quality_sweep = css(widgets.Dropdown(options=[], description="sweep"), "knb-cost-quality-sweep")
+        self.quality_metric = css(widgets.Dropdown(options=[], description="score"), "knb-cost-quality-metric")
+        self.score_button = css(
+            widgets.Button(
+                description="Score sweep",
+                icon="star",
+                tooltip="score this sweep's images in the background (stored scores are not computed again)",
+            ),
+            "knb-cost-score",
+        )
+        self.recommendation_html = css(widgets.HTML(""), "knb-cost-recommendation")
+        self.frontier_plot = css(widgets.Image(format="png", layout=dict(plot_layout)), "knb-frontier-plot")
+        self.frontier_html = css(widgets.HTML(""), "knb-cost-frontier")
+        # Their choices come from the log, so refresh() writes them (after setting their options).
+        self.binding.bind(self.quality_sweep, read=None, write=lambda state, sweep: setattr(state, "sweep", sweep))
+        self.binding.bind(self.quality_metric, read=None, write=lambda state, metric: setattr(state, "metric", metric))
+        self.score_button.on_click(self.errors.guard("Score sweep")(lambda _b: self.score()))
         self.binding.attribute(self.by, "by")
         self.binding.attribute(self.x, "x")
         # The engine choices come from the log, so refresh() writes this one (after setting its options).
@@ -123,6 +151,11 @@ class CostPanel(widgets.VBox):
                 self.spend_html,
                 widgets.HTML("<b>Local GPU cost against the cloud for the same images</b>"),
                 self.comparison_html,
+                widgets.HTML("<b>Quality against cost</b>"),
+                widgets.HBox([self.quality_sweep, self.quality_metric, self.score_button]),
+                self.recommendation_html,
+                self.frontier_plot,
+                self.frontier_html,
             ],
             **box,
         )
@@ -155,6 +188,7 @@ class CostPanel(widgets.VBox):
             self.engine.value = self.state.engine if self.state.engine in engines else ALL_ENGINES
         if self.state.engine is not None:
             frame = frame[frame["engine"] == self.state.engine]
+        self._draw_quality(frame)
         if not len(frame):
             self.summary, self.spend, self.comparison = {}, None, None
             self.summary_html.value = "No runs logged yet: generate something, then Refresh."
@@ -199,12 +233,82 @@ class CostPanel(widgets.VBox):
             + "</div>"
         )
 
+    def score(self) -> asyncio.Task[Any] | None:
+        """Score the chosen sweep's images in the background (stored scores are not computed again) and redraw when
+        they are stored; a task when an event loop runs, else the redraw follows from the scoring thread."""
+        sweep = self.quality_choices.sweep
+        if sweep is None:
+            raise ConfigurationError("sweep=None: the log has no sweep to score; run one first (SweepPanel)")
+        if self.session is None:
+            raise ConfigurationError(
+                "CostPanel(DataFrame): a DataFrame has no run log to store scores in; open CostPanel(session) to score"
+            )
+        future = self.scores.start(self.session, sweep)
+        self._draw_quality_status()
+        self.score_task = run_in_background(
+            lambda: self._await_scores(future), lambda: future.add_done_callback(lambda _done: self._scored())
+        )
+        return self.score_task
+
+    async def _await_scores(self, future: Any) -> None:
+        with contextlib.suppress(Exception):  # scores.error keeps it; _scored shows it
+            await asyncio.wrap_future(future)
+        self._scored()
+
+    def _scored(self) -> None:
+        if self.scores.error is not None:
+            self.errors.show(self.scores.error, "Score sweep")
+            self._draw_quality_status()
+            return
+        self.refresh()
+
+    def _draw_quality(self, frame: pd.DataFrame) -> None:
+        """The quality section from the log's stored scores: choices, recommendation, frontier plot and table."""
+        choices = self.quality_choices = quality_choices(frame, self.state.sweep, self.state.metric)
+        with self.binding.holding():
+            self.quality_sweep.options = choices.sweeps
+            self.quality_sweep.value = choices.sweep
+            self.quality_metric.options = choices.metrics
+            self.quality_metric.value = choices.metric
+        self.score_button.disabled = choices.sweep is None or self.session is None
+        view = self.quality = quality_view(frame, choices.sweep, choices.metric)
+        self._draw_quality_status()
+        if view.figure is not None:
+            self.frontier_plot.value = figure_png(view.figure)
+            self.frontier_plot.layout.display = None
+        else:
+            self.frontier_plot.value = b""
+            self.frontier_plot.layout.display = "none"
+        self.frontier_html.value = _frontier_table(view.frontier)
+
+    def _draw_quality_status(self) -> None:
+        view = self.quality
+        words = html.escape(str(view.recommendation) if view.recommendation is not None else view.message)
+        status = self.scores.status_words(self.session is not None and bool(self.session.demo))
+        scoring = f'<br><span class="knb-muted">{html.escape(status)}</span>' if status else ""
+        self.recommendation_html.value = (f"<b>{words}</b>" if view.recommendation is not None else words) + scoring
+
     def _write_widgets(self) -> None:
         self.binding.push()
 
     def _on_edit(self, state: CostState, _change: dict[str, Any]) -> None:
         self.state = state
         self.refresh()
+
+
+def _frontier_table(frontier: pd.DataFrame | None) -> str:
+    """The frontier's settings, cheapest first, with their mean score and cost (absolute and against the reference)."""
+    if frontier is None or not len(frontier):
+        return ""
+    columns = [
+        column
+        for column in ("size", "scheduler", "CFGScale", "steps", "score", "images", "cost_usd", "cost_share")
+        if column in frontier.columns
+    ]
+    table = frontier[columns].to_html(
+        classes="knb-params", float_format=lambda v: f"{v:.4g}", border=0, index=False, na_rep="—"
+    )
+    return f'<div class="knb-muted">Pareto frontier: no cheaper setting scores higher</div><div class="knb-scroll">{table}</div>'
 
 
 def _rate_text(rate: float | None) -> str:

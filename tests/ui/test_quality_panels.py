@@ -6,16 +6,17 @@ every place that shows their scores says so."""
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 from collections.abc import Callable
 
 import pytest
 
 from kandinsky_nb.analysis.quality import DEMO_NOTE as DEMO_SCORES_NOTE
-from kandinsky_nb.analysis.quality import score_caption
+from kandinsky_nb.analysis.quality import pareto_frontier, recommend, score_caption
 from kandinsky_nb.analysis.scoring import score_sweep
 from kandinsky_nb.errors import ConfigurationError
-from kandinsky_nb.ui import Gallery, SweepPanel
+from kandinsky_nb.ui import CostPanel, Gallery, SweepPanel
 from kandinsky_nb.ui.gallery import select_rows
 
 pytestmark = pytest.mark.local
@@ -135,3 +136,51 @@ def test_select_rows_sorts_a_page_by_score():
     assert rows["id"].tolist() == [1, 2]  # the unscored image last
     with pytest.raises(ConfigurationError, match=r"sort_by='psnr'.*scored: ssim"):
         select_rows(frame, sort_by="psnr")
+
+
+def test_cost_panel_draws_the_frontier_and_the_recommendation_of_a_chosen_sweep_and_metric(demo_session):
+    scored = _scored_sweep(demo_session, "fox-cost")
+    demo_session.sweep("a grey wolf", name="wolf-unscored", steps=[10, 12], seed=[4]).run(progress=False)
+    panel = CostPanel(demo_session)
+    # The newest sweep is not scored: the panel shows the newest scored one, and offers both.
+    assert panel.quality_choices.sweeps == ["wolf-unscored", "fox-cost"]
+    assert panel.state.sweep is None and panel.quality_sweep.value == "fox-cost"
+    assert panel.quality_metric.value == "ssim"
+    assert {"ssim", "psnr", "sharpness", "colourfulness"} <= set(panel.quality_metric.options)
+    expected = recommend(scored, "ssim")
+    assert str(panel.quality.recommendation) == str(expected) and html.escape(str(expected)) in (
+        panel.recommendation_html.value
+    )
+    assert "noise" in panel.recommendation_html.value  # demo scores measure noise, and the sentence says so
+    frontier = pareto_frontier(scored, "ssim")
+    assert panel.quality.frontier["steps"].tolist() == frontier["steps"].tolist()
+    assert panel.frontier_html.value.count("</tr>") == len(frontier) + 1  # a header row and one row per setting
+    assert bytes(panel.frontier_plot.value)[:4] == b"\x89PNG" and panel.frontier_plot.layout.display is None
+    # Another metric: the frontier and recommendation follow (sharpness has no "same picture" level: the best).
+    panel.quality_metric.value = "psnr"
+    assert panel.state.metric == "psnr" and panel.quality.recommendation.metric == "psnr"
+    assert panel.quality.recommendation.threshold == 30.0
+    panel.quality_metric.value = "sharpness"
+    assert panel.quality.recommendation.metric == "sharpness"
+    assert panel.quality.recommendation.score == pytest.approx(scored.groupby("steps")["score_sharpness"].mean().max())
+
+
+async def test_cost_panel_scores_an_unscored_sweep_in_the_background(demo_session):
+    demo_session.sweep("a grey wolf", name="wolf", steps=[10, 12], seed=[4]).run(progress=False)
+    panel = CostPanel(demo_session)
+    assert panel.quality_sweep.value == "wolf" and panel.quality_metric.options == ()
+    assert "no scores yet" in panel.recommendation_html.value and panel.frontier_plot.layout.display == "none"
+    task = panel.score_button.click() or panel.score_task
+    assert isinstance(task, asyncio.Task) and "Scoring wolf in the background" in panel.recommendation_html.value
+    await task
+    assert panel.quality_metric.value == "ssim" and panel.quality.recommendation is not None
+    assert bytes(panel.frontier_plot.value)[:4] == b"\x89PNG"
+    assert "Scores of wolf" in panel.recommendation_html.value
+
+
+def test_cost_panel_over_a_dataframe_shows_stored_scores_but_cannot_score(demo_session):
+    _scored_sweep(demo_session, "fox-frame")
+    panel = CostPanel(demo_session.runs.df)
+    assert panel.quality.recommendation is not None and panel.score_button.disabled
+    with pytest.raises(ConfigurationError, match="no run log to store scores in"):
+        panel.score()
