@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from .. import spec
 from ..analysis.quality import score_caption
 from ..errors import ConfigurationError
 from ..html import DEMO_NOTE, STYLE, format_seconds, format_usd, html_from_params, thumbnail
@@ -362,9 +363,9 @@ def tile_caption(row: Any) -> str:
         parts.append(f"{int(steps)} steps")
     if cfg is not None:
         parts.append(f"CFG {float(cfg):g}")
+    # A run that left the scheduler to the model is logged without one: say which one that is.
     scheduler = _plain(row.get("scheduler"))
-    if scheduler:
-        parts.append(str(scheduler))
+    parts.append(str(scheduler) if scheduler else f"{spec.MODEL_DEFAULT_SCHEDULER} (default)")
     width, height = _plain(row.get("width")), _plain(row.get("height"))
     if width and height:
         parts.append(f"{int(width)}x{int(height)}")

@@ -214,6 +214,7 @@ def test_gallery_pages_captions_and_a_detail_that_follows_the_filter(demo_sessio
     # A tile says what tells it apart, not only its row id.
     caption = gallery.grid.children[0].children[1].value
     assert "14 steps" in caption and "CFG" in caption and "1408x640" in caption and "seed 14" in caption
+    assert "Euler (default)" in caption  # the scheduler was left to the model: the caption says which that is
     # The detail opens above the thumbnails, with money, time and date formatted for people.
     gallery.grid.children[0].children[-1].click()
     assert list(gallery.children).index(gallery.detail) < list(gallery.children).index(gallery.grid)
