@@ -223,6 +223,14 @@ class SweepPanel(widgets.VBox):
         self.scores = SweepScores()
         self.score_task: asyncio.Task[Any] | None = None
         self.score_status = css(widgets.HTML(""), "knb-sweep-score-status")
+        self.score_button = css(
+            widgets.Button(
+                description="Score",
+                icon="star",
+                tooltip="score this sweep's images (in the background; stored scores are not computed again)",
+            ),
+            "knb-sweep-score",
+        )
 
         bind = self.binding
         bind.attribute(self.prompt, "prompt")
@@ -240,6 +248,7 @@ class SweepPanel(widgets.VBox):
         self.run_button.on_click(self.errors.guard("Run sweep")(lambda _b: self.run()))
         self.cancel_button.on_click(self.errors.guard("Cancel sweep")(lambda _b: self.cancel()))
         self.sheet_button.on_click(self.errors.guard("Contact sheet")(lambda _b: self.draw_contact_sheet()))
+        self.score_button.on_click(self.errors.guard("Scoring")(lambda _b: self.score()))
         super().__init__(
             children=[
                 widgets.HTML(STYLE),
@@ -259,7 +268,7 @@ class SweepPanel(widgets.VBox):
                 widgets.HBox([self.run_button, self.cancel_button, self.progress, self.progress_label]),
                 self.errors.widget,
                 self.grid,
-                self.score_status,
+                widgets.HBox([self.score_button, self.score_status]),
                 widgets.HBox([self.sheet_button, self.sheet_status]),
                 self.sheet_image,
             ],
@@ -462,6 +471,7 @@ class SweepPanel(widgets.VBox):
         )
         if self.scores.error is not None:
             self.errors.show(self.scores.error, "Scoring")
+        self._draw_run()
         if self.plan is not None and not self.running:
             self._draw_grid()
 
@@ -544,6 +554,7 @@ class SweepPanel(widgets.VBox):
         # A finished sweep says so on its button, rather than offering a run that would do nothing.
         self.run_button.description = "All done" if nothing_to_run and not run.running else "Run / resume"
         self.cancel_button.disabled = not run.running
+        self.score_button.disabled = self.plan is None or run.running or self.scores.scoring
         self.progress.value = round(run.progress * self.progress.max)
         self.progress.bar_style = {"success": "success", "partial": "warning", "failed": "danger"}.get(
             run.outcome, "info"

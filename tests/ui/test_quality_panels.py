@@ -58,8 +58,15 @@ async def test_a_finished_sweep_is_scored_in_the_background_and_its_cells_captio
     assert "Scores of fox-scores" in panel.score_status.value and DEMO_SCORES_NOTE in panel.score_status.value
     # Stored in the run log as score columns; scoring again computes nothing.
     assert {"score_ssim", "score_psnr"} <= set(demo_session.runs.df.columns)
-    await panel.score()
-    assert panel.scores.report.computed == 0 and panel.scores.revision == 2
+    # A panel opened later on the finished sweep: its Score button shows the stored scores, computing nothing.
+    later = SweepPanel(demo_session)
+    later.update(prompt="a red fox", name="fox-scores", axes={"steps": "10, 12, 14", "seed": "1, 2"})
+    assert later.run_button.description == "All done" and not later.score_button.disabled
+    later.score_button.click()
+    assert later.score_button.disabled and "Scoring fox-scores" in later.score_status.value
+    await later.score_task
+    assert later.scores.report.computed == 0 and later.scores.captions == scores.captions
+    assert not later.score_button.disabled and later.grid.value.count("knb-cell-score") == 6
 
 
 def test_without_an_event_loop_the_captions_follow_from_the_scoring_thread(demo_session):
