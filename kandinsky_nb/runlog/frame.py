@@ -8,7 +8,7 @@ declared type              dtype
 =========================  ==========================================================================
 INTEGER NOT NULL           ``int64`` (``demo``: ``bool``)
 INTEGER (nullable)         ``Int64`` (pandas' nullable integer: a missing seed is ``<NA>``, not 7.0)
-REAL                       ``float64`` (NULL is NaN); the ``score_<metric>`` columns too
+REAL                       ``float64`` (NULL is NaN)
 TEXT                       pandas' default string dtype (``str`` from pandas 3); ``created_utc`` and
                            ``finished_utc``: ``datetime64[us, UTC]``
 =========================  ==========================================================================
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-__all__ = ["CHUNK_ROWS", "column_kinds", "read_frame", "select_sql"]
+__all__ = ["CHUNK_ROWS", "column_kinds", "read_frame", "select_sql", "text_array"]
 
 # Rows per fetch: large enough that the per-chunk work is amortised, small enough that a chunk of row tuples (about
 # 2 KiB a row) stays far below the frame it becomes.
@@ -67,15 +67,10 @@ def column_kinds(table_info: Iterable[Sequence[Any]]) -> dict[str, str]:
 
 
 def select_sql(
-    columns: Sequence[str],
-    extra_columns: Sequence[str] = (),
-    condition: str = "",
-    *,
-    newest_first: bool = False,
-    limit: int | None = None,
+    columns: Sequence[str], condition: str = "", *, newest_first: bool = False, limit: int | None = None
 ) -> str:
-    """``SELECT`` of the runs columns (and computed ``extra_columns``, e.g. the score lookups) in id order."""
-    selected = ", ".join([*(f'runs."{name}"' for name in columns), *extra_columns])
+    """``SELECT`` of the runs columns in id order (``newest_first``: reversed), filtered and limited."""
+    selected = ", ".join(f'runs."{name}"' for name in columns)
     sql = f"SELECT {selected} FROM runs"
     if condition:
         sql += f" WHERE {condition}"
@@ -89,7 +84,7 @@ def read_frame(
     cursor: sqlite3.Cursor, kinds: dict[str, str], home: Path, *, chunk_rows: int = CHUNK_ROWS
 ) -> pd.DataFrame:
     """Every row the executed ``cursor`` returns, as a typed frame with the analysis columns (see
-    :func:`with_analysis_columns`). A column missing from ``kinds`` (a computed one) is read as ``float``."""
+    :func:`with_analysis_columns`). A column missing from ``kinds`` (one the SELECT computed) is read as ``float``."""
     import numpy as np
     import pandas as pd
 
@@ -110,10 +105,7 @@ def read_frame(
     if not chunks:
         empty = np.empty(0, dtype=object)
         chunks.append(pd.DataFrame({name: _array(kinds.get(name, "float"), empty) for name in names}))
-    frame = with_analysis_columns(chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True), home)
-    # The computed columns (the scores) last, after the analysis columns, as they were when scores were joined on.
-    computed = [name for name in names if name not in kinds]
-    return frame[[name for name in frame.columns if name not in computed] + computed] if computed else frame
+    return with_analysis_columns(chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True), home)
 
 
 def with_analysis_columns(frame: pd.DataFrame, home: Path) -> pd.DataFrame:
@@ -161,6 +153,13 @@ def _array(kind: str, values: np.ndarray) -> Any:
         return values.astype(np.float64)  # None becomes NaN
     if kind == "time":
         return pd.to_datetime(values, utc=True, format="ISO8601").as_unit("us").array
+    return text_array(values)
+
+
+def text_array(values: np.ndarray) -> Any:
+    """An object array of str (None for NULL) as an array of pandas' own text dtype."""
+    import pandas as pd
+
     text = _text_dtype()
     if getattr(text, "storage", None) == "pyarrow":
         import pyarrow as pa

@@ -24,10 +24,12 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
 from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunLogError
+from .frame import text_array
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -176,22 +178,54 @@ METRIC_NAMES_SQL = """
 """
 
 
-def score_columns_sql(metrics: Sequence[str]) -> list[str]:
-    """One ``score_<metric>`` column per metric for the ``SELECT`` of ``runs``: the newest score of the row's image
-    (the last computed, then the last stored), NULL where it has none.
+def scores_sql(condition: str = "") -> str:
+    """Every stored score of the images of the runs that ``condition`` selects (all runs when empty), in the order of
+    the ``metrics_newest`` index: by metric, then image, then computed time and rowid, so the newest score of each
+    (metric, image) is the last of its group. For the whole log that is a walk along the index (no sort); for a
+    condition, one primary-key lookup per selected image."""
+    images = f" WHERE image_sha256 IN (SELECT runs.image_sha256 FROM runs WHERE {condition})" if condition else ""
+    return f"SELECT metric, image_sha256, value FROM metrics{images} ORDER BY metric, image_sha256, computed_utc, rowid"
 
-    Each is one lookup in the ``metrics_newest`` index (metric, image, computed time; the rowid breaks ties), which
-    hands the newest entry first: no sort, no pivot, nothing read for images the query does not return. This
-    replaced a pandas pivot of every stored score (7 to 8 s for 3 metrics at 100,000 rows on a loaded machine; see
-    benchmarks/RESULTS.md). A bumped scorer version takes over an image's column as soon as it has scored that
-    image; ``RunLog.metrics`` still lists every version and reference.
+
+def with_metric_columns(frame: pd.DataFrame, metrics: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
+    """``frame`` (rows of ``runs``) with one float column ``score_<metric>`` per name in ``metrics``, holding the
+    newest score of the row's image from ``rows`` (the result of :func:`scores_sql`); NaN where it has none.
+
+    "Newest" is the last computed, then the last stored: a bumped scorer version takes over an image's column as soon
+    as it has scored that image, and ``RunLog.metrics`` still lists every version and reference. Vectorised and keyed
+    by integers: the frame's images and the scored images are numbered together in one factorize, and every score
+    lands in an (image x metric) table by index. This replaced a pivot that hashed every stored score's (image,
+    metric) pair twice and then joined on the image text (benchmarks/RESULTS.md measures both in one run).
     """
-    return [
-        "(SELECT value FROM metrics WHERE metrics.image_sha256 = runs.image_sha256 "
-        f"AND metrics.metric = '{check_metric_name(name)}' "
-        f'ORDER BY metrics.computed_utc DESC, metrics.rowid DESC LIMIT 1) AS "{metric_column(name)}"'
-        for name in metrics
-    ]
+    import numpy as np
+    import pandas as pd
+
+    if not metrics:
+        return frame
+    columns = {metric_column(name): number for number, name in enumerate(metrics)}
+    if not rows:
+        for column in columns:
+            frame[column] = np.nan
+        return frame
+    cells = np.fromiter(chain.from_iterable(rows), dtype=object, count=3 * len(rows)).reshape(len(rows), 3)
+    metric, image = cells[:, 0], cells[:, 1]
+    # The rows come grouped by (metric, image), newest last: keep the last of each group.
+    newest = np.ones(len(rows), dtype=bool)
+    newest[:-1] = (metric[1:] != metric[:-1]) | (image[1:] != image[:-1])
+    metric, image, value = metric[newest], image[newest], cells[newest, 2].astype(np.float64)
+    # Each metric's scores are one contiguous run: its column number, repeated over the run.
+    starts = np.flatnonzero(np.concatenate([[True], metric[1:] != metric[:-1]]))
+    which = np.repeat(
+        [columns[metric_column(name)] for name in metric[starts]], np.diff(np.append(starts, len(metric)))
+    )
+    # One number per distinct image, the frame's first (-1: a row without an image, which reads the NaN last row).
+    both = pd.concat([frame["image_sha256"], pd.Series(text_array(image))], ignore_index=True)
+    codes, images = pd.factorize(both)
+    table = np.full((len(images) + 1, len(metrics)), np.nan)
+    table[codes[len(frame) :], which] = value
+    for column, number in columns.items():
+        frame[column] = table[codes[: len(frame)], number]
+    return frame
 
 
 def typed_long_form(frame: pd.DataFrame) -> pd.DataFrame:

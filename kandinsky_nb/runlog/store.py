@@ -483,13 +483,21 @@ class RunLog:
         return self._frame(condition, newest_first=newest_first, limit=_limit(limit))
 
     def query_plan(self, **options: Any) -> list[str]:
-        """How SQLite runs :meth:`query` with these options (the detail lines of ``EXPLAIN QUERY PLAN``): a line
-        ``SCAN runs`` means the whole table is read, ``SEARCH runs USING INDEX ...`` that an index finds the rows."""
+        """How SQLite runs :meth:`query` with these options: the detail lines of ``EXPLAIN QUERY PLAN`` of the rows'
+        statement, then of the scores'. A line ``SCAN runs`` means the whole table is read, ``SEARCH runs USING INDEX
+        ...`` that an index finds the rows."""
         limit, newest_first = _limit(options.pop("limit", None)), bool(options.pop("newest_first", False))
         condition = filters.where(**options)
         with self._reader() as reader:
-            sql = self._select(reader, condition.sql, newest_first=newest_first, limit=limit)
-            return [row[3] for row in reader.execute("EXPLAIN QUERY PLAN " + sql, condition.params)]
+            plan = []
+            rows_sql = frames.select_sql(self._run_columns, condition.sql, newest_first=newest_first, limit=limit)
+            plan += [row[3] for row in reader.execute("EXPLAIN QUERY PLAN " + rows_sql, condition.params)]
+            if limit is None:
+                scores_sql, params = scores.scores_sql(condition.sql), condition.params
+            else:
+                scores_sql, params = scores.scores_sql(_IMAGES_IN_JSON), ("[]",)
+            plan += [row[3] for row in reader.execute("EXPLAIN QUERY PLAN " + scores_sql, params)]
+            return plan
 
     def dataframe(self, where: str = "", params: Sequence[Any] = ()) -> pd.DataFrame:
         """The rows that an SQL condition over ``runs`` selects (``?`` placeholders, columns as ``runs.<name>``
@@ -507,19 +515,21 @@ class RunLog:
         no slower than a bare ``pandas.read_sql_query`` of the table (benchmarks/RESULTS.md)."""
         return self._frame(Where())
 
-    def _select(
-        self, reader: sqlite3.Connection, condition: str, *, newest_first: bool = False, limit: int | None = None
-    ) -> str:
-        metric_names = [row[0] for row in reader.execute(scores.METRIC_NAMES_SQL)]
-        return frames.select_sql(
-            self._run_columns, scores.score_columns_sql(metric_names), condition, newest_first=newest_first, limit=limit
-        )
-
     def _frame(self, condition: Where, *, newest_first: bool = False, limit: int | None = None) -> pd.DataFrame:
-        # One read transaction: the metric names and the rows come from the same snapshot.
+        # One read transaction: the rows, the metric names and the scores come from the same snapshot.
         with self._reader() as reader:
-            sql = self._select(reader, condition.sql, newest_first=newest_first, limit=limit)
-            return frames.read_frame(reader.execute(sql, condition.params), self._column_kinds, self.home)
+            sql = frames.select_sql(self._run_columns, condition.sql, newest_first=newest_first, limit=limit)
+            frame = frames.read_frame(reader.execute(sql, condition.params), self._column_kinds, self.home)
+            metrics = [row[0] for row in reader.execute(scores.METRIC_NAMES_SQL)]
+            if not metrics:
+                return frame
+            # With a LIMIT the rows are not all of the condition's: score exactly the images read.
+            if limit is None:
+                rows = reader.execute(scores.scores_sql(condition.sql), condition.params).fetchall()
+            else:
+                wanted = json.dumps(frame["image_sha256"].dropna().unique().tolist())
+                rows = reader.execute(scores.scores_sql(_IMAGES_IN_JSON), (wanted,)).fetchall()
+        return scores.with_metric_columns(frame, metrics, rows)
 
     def to_parquet(self, path: str | os.PathLike[str], frame: pd.DataFrame | None = None) -> Path:
         """Write the log (or ``frame``, any subset of it) to Parquet; needs the ``parquet`` extra (pyarrow)."""
@@ -572,6 +582,10 @@ def _plain(value: Any) -> Any:
         return value
     dump = getattr(value, "model_dump", None)
     return dump() if callable(dump) else str(value)
+
+
+# The images of the rows a LIMITed query read, passed as one JSON array (no limit on bound variables).
+_IMAGES_IN_JSON = "runs.image_sha256 IN (SELECT value FROM json_each(?))"
 
 
 def _limit(limit: object) -> int | None:
