@@ -90,11 +90,14 @@ class Budget:
         """True while a capped budget has seen no answer yet: reservations go out one at a time."""
         return self.cap is not None and not self._answered
 
+    def expected(self, estimate: float, work: float = 0.0) -> float:
+        """What a request of ``estimate`` USD and ``work`` units is expected to cost: the estimate, or the price the
+        engine has been seen to charge for that much work when that is higher."""
+        return max(estimate, (self.rate or 0.0) * max(work, 0.0), 0.0)
+
     def amount(self, estimate: float, work: float = 0.0) -> float:
-        """What a reservation for ``estimate`` USD and ``work`` units holds: the larger of the estimate and the
-        observed rate times the work, times the margin."""
-        learned = (self.rate or 0.0) * max(work, 0.0)
-        return max(estimate, learned, 0.0) * self.margin
+        """What a reservation for ``estimate`` USD and ``work`` units holds: :meth:`expected` times the margin."""
+        return self.expected(estimate, work) * self.margin
 
     def check(self, estimate: float, what: str = "this run", *, work: float = 0.0) -> None:
         """Raise BudgetExceededError if ``estimate`` (at the learned price, with its margin) does not fit; reserves

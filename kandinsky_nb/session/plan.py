@@ -173,7 +173,13 @@ class SweepPlan:
     def estimate(self, concurrency: int | None = None) -> SweepEstimate:
         """Images, cost and time of the whole sweep and of what is left to run; says if the budget allows it."""
         model = self.session.cost_model()
-        costs = [model.price(cell.request) for cell in self.cells]
+        budget = self.session.budget
+        # What the budget will hold: the model's estimate, or the price the engine has charged when that is higher.
+        priced = [model.price(cell.request) for cell in self.cells]
+        costs = [
+            (budget.expected(cost, work_units(cell.request)), source)
+            for cell, (cost, source) in zip(self.cells, priced, strict=True)
+        ]
         jobs, _ = self._jobs()
         to_run = {job.cell.key for job in jobs}
         seconds = [model.seconds(job.request) for job in jobs]
@@ -187,7 +193,8 @@ class SweepPlan:
             cells_to_run=len(jobs),
             images_to_run=sum(job.request.effective("numberResults") for job in jobs),
             cost_to_run_usd=sum(cost for cell, (cost, _) in zip(self.cells, costs, strict=True) if cell.key in to_run),
-            cost_source=costs[0][1] if costs else LIST_PRICE,
+            cost_source=(costs[0][1] if costs else LIST_PRICE)
+            + (f"; at least the ${budget.rate:.4g} per megapixel-step the engine charged" if budget.rate else ""),
             seconds_to_run=known_seconds if jobs else 0.0,
             budget_left_usd=self.session.budget.left,
         )

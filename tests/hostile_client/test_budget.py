@@ -183,3 +183,11 @@ def test_the_cli_refuses_a_budget_that_is_not_a_finite_non_negative_number(value
     assert "Invalid value for '--budget'" in result.output
     assert "finite number of USD of at least 0" in result.output or "is not a number" in result.output
     assert not state.generations
+
+
+def test_a_sweep_estimate_after_answers_shows_the_price_the_engine_charged(tmp_path):
+    with served(PricedEngine(price_factor=3.0)) as (url, _), Session(runware(url), home=tmp_path) as session:
+        session.generate("a red fox in snow", steps=10, seed=1)  # teaches the budget the real price
+        estimate = session.sweep("a red fox in snow", name="after", steps=10, seed="1-4").estimate()
+    assert estimate.cost_to_run_usd == pytest.approx(4 * 3.0 * PRICE_10)
+    assert "per megapixel-step the engine charged" in estimate.cost_source
