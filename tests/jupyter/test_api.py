@@ -257,3 +257,62 @@ def _image_path(home, run_id):
         path = db.execute("SELECT image_path FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
     db.close()
     return path
+
+
+def test_reading_never_holds_a_lock_a_writer_needs(api, log_home):
+    """A sweep keeps logging while the sidebar reads: a writer that refuses to wait for any lock (timeout 0) commits
+    every row while the API pages through the log from another thread's point of view."""
+    import threading
+
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def write() -> None:
+        writer = sqlite3.connect(log_home / "runs.db", timeout=0, isolation_level=None)
+        try:
+            for index in range(200):
+                writer.execute("BEGIN IMMEDIATE")
+                writer.execute(
+                    "INSERT INTO runs (created_utc, status, engine, model, task_uuid, request_json) "
+                    "VALUES ('2026-01-01T00:00:00+00:00', 'submitted', 'local', 'm', ?, '{}')",
+                    (f"lock-test-{index}",),
+                )
+                writer.execute("COMMIT")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            writer.close()
+            done.set()
+
+    before = api("runs").json()["total"]
+    thread = threading.Thread(target=write)
+    thread.start()
+    reads = 0
+    while not done.is_set() or reads < 5:
+        assert api("runs", limit=500).code == 200
+        assert api("cost").code == 200
+        reads += 1
+    thread.join()
+    assert errors == []
+    assert api("runs").json()["total"] == before + 200
+
+
+def test_thumbnails_are_cached_within_a_byte_budget(tmp_path):
+    from PIL import Image
+
+    from kandinsky_nb.jupyter.thumbnails import ThumbnailCache
+
+    paths = []
+    for index in range(5):
+        path = tmp_path / f"{index}.png"
+        Image.new("RGB", (256, 256), (index * 40, 10, 10)).save(path)
+        paths.append(path)
+    one = len(ThumbnailCache().get(paths[0], 64))
+    cache = ThumbnailCache(max_bytes=one * 3)
+    for path in paths:
+        cache.get(path, 64)
+    assert len(cache) <= 3 and cache.misses == 5
+    cache.get(paths[-1], 64)
+    assert cache.hits == 1  # the most recent stays; the oldest went first
+    cache.get(paths[0], 64)
+    assert cache.misses == 6

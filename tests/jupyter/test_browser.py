@@ -54,6 +54,10 @@ def served(tmp_path, demo_log, demo_weights):
     root = tmp_path / "served"
     root.mkdir()
     (root / "scratch.ipynb").write_text(json.dumps(EMPTY_NOTEBOOK))
+    # A budget the demo log has already spent, as set in the settings editor: the status bar must say so.
+    settings = root / "_lab_settings" / "kandinsky-nb"
+    settings.mkdir(parents=True)
+    (settings / "plugin.jupyterlab-settings").write_text(json.dumps({"budgetUSD": 0.001, "budgetScope": "all"}))
     home = tmp_path / "home"
     shutil.copytree(demo_log.home, home)
     if not (home / "demo-weights").exists():
@@ -152,7 +156,10 @@ def test_jupyterlab_sidebar_compare_sweep_insert_code_and_spend(served, browser,
         expect(panel.locator(f'.knb-RunRow[data-run-id="{demo_log.failed_id}"] .knb-RunRow-status')).to_have_text(
             "failed"
         )
-        expect(page.locator(".knb-SpendStatus")).to_contain_text(re.compile(r"Kandinsky \$[\d.]+ session"))
+        spend = page.locator(".knb-SpendStatus")
+        expect(spend).to_contain_text(re.compile(r"Kandinsky \$[\d.]+ session · \$[\d.]+ today · \$[\d.]+ all"))
+        expect(spend).to_have_class(re.compile("knb-mod-over"))
+        expect(spend).to_contain_text("over budget")
         screenshot(page, "jupyterlab_extension_sidebar")
 
         # Filters: prompt text, then a sweep.
@@ -212,6 +219,13 @@ def test_jupyterlab_sidebar_compare_sweep_insert_code_and_spend(served, browser,
         # The sidebar picks the new run up by itself while it is open.
         expect(panel.locator(f'.knb-RunRow[data-run-id="{newest["id"]}"]')).to_be_visible()
         screenshot(page, "jupyterlab_extension_insert_code")
+
+        # File > New > Kandinsky Notebook: a notebook with the starter cells, ready to generate.
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^File$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^New$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text="Kandinsky Notebook").click()
+        starter = page.locator(".jp-NotebookPanel:visible .jp-CodeCell").first
+        expect(starter).to_contain_text("%load_ext kandinsky_nb")
         page.close()
     assert not errors, errors
 
