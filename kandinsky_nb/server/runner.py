@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -109,24 +109,22 @@ class RecentBodies:
         return len(self._bodies)
 
 
-class GenerationCounts:
-    """How many generations each of the last ``size`` taskUUIDs started (a bounded Counter: 0 when unknown)."""
+class GenerationCounts(Counter[str]):
+    """How many generations each taskUUID started: a Counter of the last ``size`` taskUUIDs (the oldest updated one
+    is forgotten first), so a stream of new tasks cannot grow it without end."""
 
     def __init__(self, size: int = 10_000) -> None:
-        self._counts: OrderedDict[str, int] = OrderedDict()
+        super().__init__()
         self.size = size
 
-    def __getitem__(self, task_uuid: str) -> int:
-        return self._counts.get(task_uuid, 0)
+    def __setitem__(self, task_uuid: str, count: int) -> None:
+        self.pop(task_uuid, None)  # re-inserted last: the most recent
+        super().__setitem__(task_uuid, count)
+        while len(self) > self.size:
+            del self[next(iter(self))]
 
     def add(self, task_uuid: str) -> None:
-        self._counts[task_uuid] = self._counts.get(task_uuid, 0) + 1
-        self._counts.move_to_end(task_uuid)
-        while len(self._counts) > self.size:
-            self._counts.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._counts)
+        self[task_uuid] += 1
 
 
 def image_url(base_url: str, image_uuid: str, data: bytes) -> str:
