@@ -118,6 +118,7 @@ def command(
     """
     from ..errors import ConfigurationError
     from ..server import check_bind, create_app, open_store
+    from ..server.outbound import HostAllowList
 
     keys = _keys(api_keys) or _keys((os.environ.get("KANDINSKY_NB_SERVER_KEYS", ""),))
     try:
@@ -125,6 +126,11 @@ def command(
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
     installed_loras = _loras(loras)
+    try:  # checked before the engine loads: a typo should not cost a model load
+        delivery_allowed = HostAllowList(delivery_hosts, option="--delivery-host")
+        images_allowed = HostAllowList(image_hosts, option="--image-host")
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         store = open_store(store_url, max_image_bytes=max_image_mb * 2**20)
     except ConfigurationError as exc:
@@ -152,8 +158,8 @@ def command(
             api_keys=keys,
             max_concurrency=max_concurrency,
             public_url=public_url,
-            delivery_hosts=delivery_hosts,
-            image_hosts=image_hosts,
+            delivery_hosts=delivery_allowed,
+            image_hosts=images_allowed,
             loras=installed_loras,
             allowed_origins=allowed_origins,
             store=store,

@@ -41,6 +41,7 @@ from ..protocol.server import (
 from ..types import WireError
 from .delivery import Delivery
 from .guard import BodyTooLarge, Guard, content_length, read_body
+from .outbound import HostAllowList
 from .runner import IMAGES_PATH, ServerState
 from .store import TaskStore
 
@@ -62,8 +63,8 @@ def create_app(
     public_url: str | None = None,
     sync_timeout: float = 600.0,
     store: TaskStore | None = None,
-    delivery_hosts: Iterable[str] = (),
-    image_hosts: Iterable[str] = (),
+    delivery_hosts: HostAllowList | Iterable[str] = (),
+    image_hosts: HostAllowList | Iterable[str] = (),
     loras: Mapping[str, str] | None = None,
     allowed_origins: Iterable[str] = (),
     max_body_bytes: int = MAX_BODY_BYTES,

@@ -171,7 +171,7 @@ class ServerState:
         max_concurrency: int = 1,
         sync_timeout: float = 600.0,
         public_url: str | None = None,
-        image_hosts: Iterable[str] = (),
+        image_hosts: HostAllowList | Iterable[str] = (),
         loras: Mapping[str, str] | None = None,
     ) -> None:
         if max_concurrency < 1 or sync_timeout <= 0:
@@ -186,7 +186,9 @@ class ServerState:
         self.max_concurrency = max_concurrency
         self.sync_timeout = sync_timeout
         self.public_url = public_url.rstrip("/") if public_url else None
-        self.image_hosts = HostAllowList(image_hosts, option="--image-host")
+        self.image_hosts = (
+            image_hosts if isinstance(image_hosts, HostAllowList) else HostAllowList(image_hosts, option="--image-host")
+        )
         self.loras = dict(loras or {})
         self.jobs: set[asyncio.Task[None]] = set()
         self.received = RecentBodies()
