@@ -209,8 +209,12 @@ class ImageRef:
 
     @classmethod
     def _from_path(cls, path: Path) -> ImageRef:
-        path = path.expanduser()
-        if not path.is_file():
+        try:
+            path = path.expanduser()
+            is_file = path.is_file()
+        except (OSError, ValueError, RuntimeError):  # a name too long, a NUL byte, an unknown ~user
+            is_file = False
+        if not is_file:
             raise UnreadableImage(f"no such image file: {str(path)!r}")
         try:
             with path.open("rb") as handle:

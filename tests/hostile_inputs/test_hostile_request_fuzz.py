@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 from hostile_server import png_bytes, png_header_only, png_signature_then_garbage
@@ -58,6 +59,7 @@ scalars = st.one_of(
     st.text(max_size=40),
     st.sampled_from(NASTY_TEXT),
     st.binary(max_size=64),
+    st.one_of(st.text(max_size=300), st.sampled_from(NASTY_TEXT[:6])).map(Path),
     st.sampled_from([png_bytes(), png_signature_then_garbage(300), png_header_only(12000, 12000)]),
 )
 values = st.recursive(
@@ -124,6 +126,8 @@ def _dumps(data: dict[str, Any]) -> str:
             return "__HUGE_NUMBER__" if value > 0 else "__HUGE_NEGATIVE__"
         if isinstance(value, bytes):
             return base64_text(value)
+        if isinstance(value, Path):
+            return str(value)
         if isinstance(value, float) and not math.isfinite(value):
             return str(value)
         if isinstance(value, dict):
