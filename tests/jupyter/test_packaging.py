@@ -80,6 +80,27 @@ def test_the_sdist_builds_without_node(sdist):
     assert not any(n.startswith(("node_modules/", ".yarn/", "lib/")) for n in names)
 
 
+def test_a_wheel_builds_from_the_sdist_with_no_node_on_path(sdist, tmp_path):
+    sdist.extractall(tmp_path, filter="data")
+    (source,) = [path for path in tmp_path.iterdir() if path.is_dir()]
+    # A PATH holding only python: no node, no jlpm.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+    subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path / "dist")],
+        cwd=source,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (built,) = (tmp_path / "dist").iterdir()
+    names = zipfile.ZipFile(built).namelist()
+    assert any(name.endswith(f"{LABEXTENSION}/static/style.js") for name in names)
+
+
 def test_git_tracks_the_lockfile_and_ignores_the_build():
     tracked = subprocess.run(
         ["git", "ls-files", "yarn.lock", "package.json", "src", "kandinsky_nb/labextension", "node_modules"],
