@@ -269,6 +269,12 @@ class ServerState:
 
     async def _submit(self, request: ImageInferenceRequest, base_url: str, owner: str) -> asyncio.Task[None]:
         self.delivery.check(request)
+        try:
+            # What this engine refuses (a scheduler it has no correct mapping for...) is the client's to fix: a 400
+            # now, before the task exists, not an engine failure later that clients retry or poll for.
+            self.backend.check(request)
+        except RequestValidationError as exc:
+            raise Refusal(*validation_errors(exc, task_uuid=request.taskUUID)) from None
         request = await self._resolve_image_inputs(request)
         if not await self.store.claim_task(TaskState(request.taskUUID, owner=owner)):
             raise Refusal(conflict(request.taskUUID))

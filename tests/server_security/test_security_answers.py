@@ -190,3 +190,13 @@ def test_any_body_gets_only_documented_error_objects(fuzz_server, server_log, bo
     if not with_key:
         assert response.status_code in (401, 403)
     assert server_log.tracebacks() == []
+
+
+@pytest.mark.local
+def test_what_the_engine_refuses_is_a_400_at_submission_even_for_async_delivery(serve, demo_backend):
+    server = serve(api_keys=[KEY_A], backend=demo_backend)
+    response = post(server.url, [task(scheduler="LCM", deliveryMethod="async", steps=10)])
+    (error,) = response.json()["errors"]
+    assert response.status_code == 400 and error["parameter"] == "scheduler", response.text
+    assert "data" not in response.json()  # no task was acknowledged, so there is nothing to poll
+    assert server.app.state.kandinsky.generations[error["taskUUID"]] == 0
