@@ -29,7 +29,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from .. import settings
 from .code import reproduce_code
-from .reader import QueryParameterError, RunFilter, RunLogReader, RunNotFoundError
+from .reader import SUMMARY_COLUMNS, QueryParameterError, RunFilter, RunLogReader, RunNotFoundError
 
 __all__ = ["KandinskyMagics", "SpendSummary"]
 
@@ -135,7 +135,8 @@ class KandinskyMagics(Magics):
         run_filter = RunFilter.from_query(
             {"limit": str(args.last), "status": args.status, "sweep": args.sweep, "q": args.q}
         )
-        return pd.DataFrame(self.reader.runs(run_filter)["runs"]).set_index("id", drop=True)
+        columns = [c for c in SUMMARY_COLUMNS if c != "image_path"] + ["has_image"]
+        return pd.DataFrame(self.reader.runs(run_filter)["runs"], columns=columns).set_index("id")
 
     def _cost(self, args: argparse.Namespace, prompt: str | None) -> SpendSummary:
         cost = self.reader.cost()

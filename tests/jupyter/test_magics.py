@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +48,15 @@ def _pixels(data: bytes) -> bytes:
 def test_load_ext_registers_the_line_and_cell_magic(shell):
     magics = shell.magics_manager.magics
     assert "knb" in magics["line"] and "knb" in magics["cell"]
+
+
+def test_reading_magics_work_before_the_log_exists(shell):
+    runs = shell.run_line_magic("knb", "runs")
+    assert runs.empty and "prompt" in runs.columns
+    assert shell.run_line_magic("knb", "cost").rows["all"]["runs"] == 0
+    status = shell.run_line_magic("knb", "status")
+    assert status["exists"] is False
+    assert not (Path(status["db"])).exists()  # reading never creates the log
 
 
 def test_generate_takes_the_cell_as_prompt_and_logs_the_run(shell):
