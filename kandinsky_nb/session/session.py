@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import settings
 from ..backends.base import Backend
 from ..errors import (
     APIConnectionError,
@@ -99,6 +100,13 @@ class Session:
                 "pass concurrency=1 or more, or None for the engine's default"
             )
         self.budget = Budget(budget)  # checked first: a bad cap opens nothing
+        try:
+            home = settings.home_dir(home)  # created now: a folder that cannot be made opens nothing either
+        except OSError as exc:
+            raise ConfigurationError(
+                f"home={str(home)!r} cannot be used as the run-log folder ({exc.strerror or exc}); give a folder you "
+                "can create and write (home=, or $KANDINSKY_NB_HOME)"
+            ) from exc
         self.backend: Backend = open_backend(engine, home=home, api_key=api_key, base_url=base_url)
         try:
             self.runs = RunLog(home)

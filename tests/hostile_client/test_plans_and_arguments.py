@@ -13,6 +13,7 @@ from sweep_testkit import KEY, PricedEngine, served
 from kandinsky_nb.cli import main
 from kandinsky_nb.errors import ConfigurationError, RequestValidationError, SweepError
 from kandinsky_nb.planning import MAX_CELLS, MAX_VALUES_PER_AXIS, design_sweep
+from kandinsky_nb.session import Session
 from kandinsky_nb.types import ImageInferenceRequest
 
 HUGE = "9" * 5000
@@ -172,3 +173,12 @@ def test_a_sweep_name_cannot_write_outside_the_output_folder(cloud, tmp_path):
     assert not list(tmp_path.glob("escaped*")) and not list((tmp_path / "deep").glob("escaped*"))
     [grid] = out.glob("*-grid.png")
     assert grid.parent == out and "escaped" in grid.name
+
+
+def test_a_session_home_that_cannot_be_created_is_a_configuration_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(
+        ConfigurationError, match=r"cannot be used as the run-log folder .*give a folder you can create"
+    ):
+        Session("runware", api_key=KEY, base_url="http://127.0.0.1:9", home=blocker / "home")
