@@ -7,6 +7,7 @@ Only rows with an image are shown; failed rows are counted, not hidden silently.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 from dataclasses import dataclass, field
@@ -20,9 +21,9 @@ from ..analysis.quality import score_caption
 from ..errors import ConfigurationError
 from ..html import DEMO_NOTE, STYLE, format_seconds, format_usd, html_from_params, thumbnail
 from ..types import ImageInferenceRequest
-from ._common import ErrorArea, css
+from ._common import ErrorArea, css, run_in_background
 from .binding import FormBinding
-from .scores import NEWEST_FIRST, scored_metrics, sort_by_score
+from .scores import NEWEST_FIRST, score_images, scored_metrics, sort_by_score
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,6 +49,8 @@ class GalleryState:
     failed_count: int = 0
     selected_id: int | None = None
     sort_by: str = NEWEST_FIRST  # a metric (``"ssim"``): best score first, unscored images after
+    scoring: bool = False  # the Score button's work is under way
+    scored: str = ""  # what the last Score did, in words
 
     @property
     def pages(self) -> int:
@@ -131,6 +134,16 @@ class Gallery(widgets.VBox):
             "knb-gallery-query",
         )
         self.refresh_button = css(widgets.Button(description="Refresh", icon="refresh"), "knb-gallery-refresh")
+        self.score_button = css(
+            widgets.Button(
+                description="Score",
+                icon="star",
+                tooltip="score the images that match the query (every page) that have no scores yet",
+                disabled=self._log is None,  # a DataFrame has no run log to store scores in
+            ),
+            "knb-gallery-score",
+        )
+        self.score_task: asyncio.Task[None] | None = None
         self.previous_button = css(
             widgets.Button(description="Newer", icon="chevron-left", tooltip="the previous page (newer images)"),
             "knb-gallery-previous",
@@ -198,6 +211,7 @@ class Gallery(widgets.VBox):
             "knb-gallery-detail",
         )
         self.refresh_button.on_click(self.errors.guard("Refresh")(lambda _b: self.refresh()))
+        self.score_button.on_click(self.errors.guard("Score")(lambda _b: self.score()))
         self.previous_button.on_click(self.errors.guard("Newer")(lambda _b: self.show_page(self.state.page - 1)))
         self.next_button.on_click(self.errors.guard("Older")(lambda _b: self.show_page(self.state.page + 1)))
         self.query_box.observe(self.errors.guard("Query")(self._on_query), names="value")
@@ -206,7 +220,8 @@ class Gallery(widgets.VBox):
             children=[
                 widgets.HTML(STYLE),
                 widgets.HBox(
-                    [self.query_box, self.sort_box, self.refresh_button], layout=widgets.Layout(flex_flow="row wrap")
+                    [self.query_box, self.sort_box, self.refresh_button, self.score_button],
+                    layout=widgets.Layout(flex_flow="row wrap"),
                 ),
                 self.summary,
                 self.errors.widget,
@@ -257,6 +272,11 @@ class Gallery(widgets.VBox):
         self.summary.value = (
             f"{shown} ({_order_words(self.state.sort_by)})"
             + (f"; {failed} failed run(s) match" if failed else "")
+            + (
+                f' · <span class="knb-muted">{html.escape(_scoring_words(self.state))}</span>'
+                if self.state.scoring or self.state.scored
+                else ""
+            )
             + (f' · <span class="knb-demo">{DEMO_NOTE}</span>' if demo else "")
         )
         self.page_label.value = f"page {self.state.page + 1} of {self.state.pages}"
@@ -299,6 +319,45 @@ class Gallery(widgets.VBox):
         return self.panel
 
     # -- internals ---------------------------------------------------------------------------------------------
+    def score(self) -> asyncio.Task[None] | None:
+        """Score the images that match the query, on every page, that have no stored scores (sweeps whole, against
+        their own references; other images by the scores that need no reference), off the event loop, then refresh.
+        A task when an event loop runs, else done now."""
+        if self._log is None:
+            raise ConfigurationError(
+                "Gallery(DataFrame): a DataFrame has no run log to store scores in; open Gallery(session) to score"
+            )
+        if self.state.scoring:
+            return self.score_task  # already scoring: a second click waits for the same pass
+        frame = self.frame()
+        matching = select_rows(frame, self.state.query, limit=len(frame) + 1)[0]
+        self.state.scoring, self.score_button.disabled = True, True
+        self.refresh()
+        self.score_task = run_in_background(lambda: self._ascore(matching), lambda: self._score_now(matching))
+        return self.score_task
+
+    async def _ascore(self, rows: pd.DataFrame) -> None:
+        try:
+            words = await asyncio.to_thread(score_images, self._log, rows)
+        except Exception as exc:  # a task's error would be lost: it is shown in the gallery instead
+            self._scored("", exc)
+            return
+        self._scored(words)
+
+    def _score_now(self, rows: pd.DataFrame) -> None:
+        try:
+            words = score_images(self._log, rows)
+        except Exception as exc:
+            self._scored("", exc)
+            return
+        self._scored(words)
+
+    def _scored(self, words: str, error: BaseException | None = None) -> None:
+        self.state.scoring, self.state.scored, self.score_button.disabled = False, words, False
+        self.refresh()  # new score columns: tiles, sort choices and order follow
+        if error is not None:
+            self.errors.show(error, "Score")  # after the refresh, which clears the error area
+
     def _offer_sorts(self, frame: pd.DataFrame) -> None:
         """The sort choices: newest first and each metric the log has scores of (and the chosen one, even when no
         image has it yet, so the control shows what the state says)."""
@@ -348,6 +407,10 @@ class Gallery(widgets.VBox):
         )
         button.on_click(self.errors.guard("Open image")(lambda _b, rid=row_id: self.select(rid)))
         return css(widgets.VBox([image, caption, button]), "knb-gallery-tile")
+
+
+def _scoring_words(state: GalleryState) -> str:
+    return "scoring the matching images…" if state.scoring else f"scored: {state.scored}"
 
 
 def _order_words(sort_by: str) -> str:

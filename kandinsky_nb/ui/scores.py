@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..analysis.quality import DEMO_NOTE as DEMO_SCORES_NOTE
 from ..analysis.quality import Recommendation, plot_frontier, recommend, score_caption
-from ..analysis.scoring import score_sweep_in_background
+from ..analysis.scoring import score_runs, score_sweep, score_sweep_in_background
 from ..errors import ConfigurationError, KandinskyNBError
-from ..quality import metric_label
+from ..quality import download_free_scorers, metric_label
 from ..runlog import METRIC_COLUMN_PREFIX, metric_column
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ __all__ = [
     "SweepScores",
     "quality_choices",
     "quality_view",
+    "score_images",
     "scored_metrics",
     "sort_by_score",
     "sweeps_with_scores",
@@ -148,6 +149,24 @@ class SweepScores:
         if self.report is not None:
             return f"Scores of {self.sweep_id}: {self.report}{noise}"
         return ""
+
+
+def score_images(runs: Any, frame: pd.DataFrame) -> str:
+    """Score the images of ``frame`` (rows of the run log ``runs``, e.g. a gallery's) that lack stored scores, and
+    say what was done. Each sweep among them is scored whole (:func:`~kandinsky_nb.analysis.scoring.score_sweep`),
+    so SSIM and PSNR are always against that sweep's own reference, never against whichever image a filter left
+    most expensive; images outside any sweep have no reference, so they get the scores that need none."""
+    images = frame[(frame["status"] == "ok") & frame["image_sha256"].notna()]
+    computed = cached = 0
+    for sweep_id in images["sweep_id"].dropna().unique():
+        report = score_sweep(runs, str(sweep_id)).attrs["scoring"]
+        computed, cached = computed + report.computed, cached + report.cached
+    loose = images[images["sweep_id"].isna()]
+    if len(loose):
+        need_nothing = [scorer for scorer in download_free_scorers() if scorer.against == "nothing"]
+        report = score_runs(runs, loose, need_nothing)
+        computed, cached = computed + report.computed, cached + report.cached
+    return f"{computed} scores computed, {cached} already stored, for {len(images)} images"
 
 
 @dataclass(frozen=True)

@@ -191,3 +191,37 @@ def test_cost_panel_over_a_dataframe_shows_stored_scores_but_cannot_score(demo_s
     assert panel.quality.recommendation is not None and panel.score_button.disabled
     with pytest.raises(ConfigurationError, match="no run log to store scores in"):
         panel.score()
+
+
+async def test_gallery_scores_what_matches_its_query_sweeps_against_their_own_reference(demo_session):
+    demo_session.sweep("a red fox", name="fox-unscored", steps=[10, 12, 14], seed=[3]).run(progress=False)
+    demo_session.generate("a lone fox", steps=10, seed=9)
+    gallery = Gallery(demo_session, query="steps < 14")  # the filter leaves out the sweep's reference image
+    assert [value for _, value in gallery.sort_box.options] == [""]  # nothing scored yet: nothing to sort by
+    task = gallery.score()
+    assert gallery.state.scoring and gallery.score_button.disabled and "scoring the matching" in gallery.summary.value
+    await task
+    assert not gallery.state.scoring and not gallery.score_button.disabled
+    assert "scored: " in gallery.summary.value and "for 3 images" in gallery.state.scored
+    logged = demo_session.runs.df.set_index("id")
+    sweep = logged[logged["sweep_id"] == "fox-unscored"]
+    # The sweep was scored whole: SSIM against its 14-step image, not the most expensive image the query left.
+    assert sweep["score_ssim"].notna().all() and sweep.loc[sweep["steps"] == 14, "score_ssim"].eq(1.0).all()
+    assert sweep.loc[sweep["steps"] == 12, "score_ssim"].lt(1.0).all()
+    loose = logged[logged["sweep_id"].isna()]
+    # An image outside any sweep has no reference: only the scores that need none.
+    assert loose["score_sharpness"].notna().all() and loose["score_ssim"].isna().all()
+    assert {"ssim", "sharpness"} <= {value for _, value in gallery.sort_box.options}
+    for tile, run_id in zip(gallery.grid.children, gallery.state.shown_ids, strict=True):
+        assert score_caption(logged.loc[run_id]) in tile.children[1].value
+    again = gallery.score()
+    await again
+    assert gallery.state.scored.startswith("0 scores computed")
+
+
+def test_a_gallery_of_a_dataframe_cannot_score(demo_session):
+    demo_session.generate("a lone fox", steps=10, seed=9)
+    gallery = Gallery(demo_session.runs.df)
+    assert gallery.score_button.disabled
+    with pytest.raises(ConfigurationError, match="no run log to store scores in"):
+        gallery.score()
