@@ -63,6 +63,7 @@ def nginx_factory(tmp_path: Path) -> Iterator:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(upstream_ports: list[int]) -> Nginx:
+        """nginx may start before its upstreams listen: it tries them per request."""
         folder = tmp_path / "nginx"
         folder.mkdir()
         port = free_port()

@@ -2,7 +2,9 @@
 
 Everything is bounded, so a server that runs for months on uploads keeps a flat footprint:
 
-* finished tasks for ``task_retention`` seconds, and at most ``max_tasks`` of them (the oldest finished go first);
+* finished tasks for ``task_retention`` seconds, and at most ``max_tasks`` of them holding at most
+  ``max_task_bytes`` of result items (a task asked for base64Data holds its images inline); the oldest finished go
+  first, and getResponse then answers ``taskNotFound`` for them;
 * images until their ttl, and at most ``max_image_bytes`` (and ``max_images``) in all: past the cap the least
   recently used go first. An image that was evicted or expired is remembered by UUID (the last
   ``_GONE_REMEMBERED``), so the error that refuses it says what happened and what to do.
@@ -20,9 +22,10 @@ from ...protocol.envelope import PROCESSING
 from ...protocol.server import TaskState
 from .base import StoredImage, TaskStore
 
-__all__ = ["DEFAULT_MAX_IMAGE_BYTES", "MemoryTaskStore"]
+__all__ = ["DEFAULT_MAX_IMAGE_BYTES", "DEFAULT_MAX_TASK_BYTES", "MemoryTaskStore"]
 
 DEFAULT_MAX_IMAGE_BYTES = 512 * 1024 * 1024  # about 250 full-size 1408x640 PNGs, or thousands of uploads
+DEFAULT_MAX_TASK_BYTES = 256 * 1024 * 1024  # finished tasks' result items (inline images count)
 _GONE_REMEMBERED = 10_000  # UUIDs of evicted/expired images kept for their error message (~1 MB)
 
 
@@ -35,6 +38,7 @@ class MemoryTaskStore(TaskStore):
         *,
         task_retention: float = 24 * 3600,
         max_tasks: int = 100_000,
+        max_task_bytes: int = DEFAULT_MAX_TASK_BYTES,
         max_images: int = 100_000,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         clock: Callable[[], float] = time.time,
@@ -42,6 +46,7 @@ class MemoryTaskStore(TaskStore):
         limits = {
             "task_retention": task_retention,
             "max_tasks": max_tasks,
+            "max_task_bytes": max_task_bytes,
             "max_images": max_images,
             "max_image_bytes": max_image_bytes,
         }
@@ -50,16 +55,19 @@ class MemoryTaskStore(TaskStore):
             given = ", ".join(f"{name}={value!r}" for name, value in bad.items())
             raise ConfigurationError(
                 f"MemoryTaskStore({given}) is invalid: task_retention is seconds a finished task is kept, max_tasks "
-                "and max_images are counts, max_image_bytes is the memory images may take; each must be above 0. "
+                "and max_images are counts, max_task_bytes and max_image_bytes the memory results and images may "
+                "take; each must be above 0. "
                 "Pass positive numbers."
             )
         self.task_retention = task_retention
         self.max_tasks = max_tasks
+        self.max_task_bytes = max_task_bytes
         self.max_images = max_images
         self.max_image_bytes = max_image_bytes
         self._clock = clock
         self._tasks: dict[str, TaskState] = {}
-        self._finished: OrderedDict[str, float] = OrderedDict()  # taskUUID -> when it finished, oldest first
+        self._finished: OrderedDict[str, int] = OrderedDict()  # taskUUID -> its size, oldest finished first
+        self._task_bytes = 0
         self._images: OrderedDict[str, StoredImage] = OrderedDict()  # least recently used first
         self._image_bytes = 0
         self._expiries: list[tuple[float, str]] = []  # a heap; entries of replaced or evicted images are stale
@@ -83,7 +91,7 @@ class MemoryTaskStore(TaskStore):
         known = self._tasks.get(task.task_uuid)
         if known is not None and known.status != "error":
             return False
-        self._finished.pop(task.task_uuid, None)
+        self._task_bytes -= self._finished.pop(task.task_uuid, 0)
         self._tasks[task.task_uuid] = task
         return True
 
@@ -92,10 +100,15 @@ class MemoryTaskStore(TaskStore):
             task.finished = self._clock()
         self._tasks[task.task_uuid] = task
         if task.finished is not None:
-            self._finished[task.task_uuid] = task.finished
-            self._finished.move_to_end(task.task_uuid)
-            while len(self._finished) > self.max_tasks:
-                oldest, _ = self._finished.popitem(last=False)
+            self._task_bytes -= self._finished.pop(task.task_uuid, 0)
+            size = _size(task)
+            self._finished[task.task_uuid] = size
+            self._task_bytes += size
+            while len(self._finished) > 1 and (
+                len(self._finished) > self.max_tasks or self._task_bytes > self.max_task_bytes
+            ):
+                oldest, oldest_size = self._finished.popitem(last=False)
+                self._task_bytes -= oldest_size
                 del self._tasks[oldest]
 
     async def get_task(self, task_uuid: str) -> TaskState | None:
@@ -146,10 +159,11 @@ class MemoryTaskStore(TaskStore):
         """Forget what has expired: O(what expired), so it can run on every request."""
         now = self._clock()
         while self._finished:
-            task_uuid, finished = next(iter(self._finished.items()))
-            if now - finished <= self.task_retention:
+            task_uuid = next(iter(self._finished))
+            finished = self._tasks[task_uuid].finished
+            if finished is not None and now - finished <= self.task_retention:
                 break
-            del self._finished[task_uuid]
+            self._task_bytes -= self._finished.pop(task_uuid)
             del self._tasks[task_uuid]
         while self._expiries and self._expiries[0][0] < now:
             expires, image_uuid = heapq.heappop(self._expiries)
@@ -173,9 +187,10 @@ class MemoryTaskStore(TaskStore):
                 self._gone.popitem(last=False)
 
     def _evicted_note(self, image_uuid: str) -> str:
-        mib = self.max_image_bytes / 2**20
+        cap = self.max_image_bytes
+        size = f"{cap / 2**20:g} MiB" if cap >= 2**20 else f"{cap} bytes"
         return (
-            f"Image {image_uuid} was evicted: this server keeps at most {mib:g} MiB (and {self.max_images} images) "
+            f"Image {image_uuid} was evicted: this server keeps at most {size} (and {self.max_images} images) "
             "of images in memory and drops the least recently used first. Upload it again (imageUpload) or run its "
             "task again; the operator can raise the cap (kandinsky-nb serve --max-image-mb) or share a larger store "
             "(--store redis://...)."
@@ -184,3 +199,10 @@ class MemoryTaskStore(TaskStore):
     def _expired_note(self, image_uuid: str, expires: float) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires))
         return f"Image {image_uuid} expired at {when} (its ttl passed). Upload it again or run its task again."
+
+
+def _size(task: TaskState) -> int:
+    """About how many bytes a finished task holds: its item and error texts (inline images dominate) plus a fixed
+    overhead per task. An estimate for the cap, not an exact measure."""
+    texts = sum(len(value) for item in task.items for value in item.values() if isinstance(value, str))
+    return 512 + texts + sum(len(error.message or "") for error in task.errors)
