@@ -113,7 +113,9 @@ def create_app(
                 "engine": backend.name,
                 "demo": backend.demo,
                 "auth": "api key required" if state.api_keys else "open (loopback only)",
-                "tasks": await state.store.count_tasks(),
+                # This replica's running jobs, not the store's count: anyone may ask, so the answer must cost
+                # nothing (counting a shared store's tasks scans it) and say nothing of other users' work.
+                "running": len(state.jobs),
             }
         )
 

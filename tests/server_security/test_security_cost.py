@@ -13,6 +13,7 @@ import httpx
 import pytest
 from security_testkit import KEY_A, bearer, task
 
+from kandinsky_nb.server import MemoryTaskStore
 from kandinsky_nb.server.routes import PRE_AUTH_BODY_BYTES
 from kandinsky_nb.server.runner import GenerationCounts, RecentBodies
 
@@ -166,3 +167,21 @@ def test_memory_per_rejected_request_on_a_real_server(real_serve):
     )
     assert grown < 4 * 1024, f"peak memory grew by {grown} KiB"
     assert "Traceback" not in real_serve.output()
+
+
+class CountingStore(MemoryTaskStore):
+    """The in-memory store, counting how often the whole store is counted (a scan, on a shared store)."""
+
+    counted = 0
+
+    async def count_tasks(self) -> int:
+        self.counted += 1
+        return await super().count_tasks()
+
+
+def test_the_health_answer_costs_the_store_nothing(serve):
+    store = CountingStore()
+    server = serve(api_keys=[KEY_A], store=store)
+    for _ in range(20):
+        answer = httpx.get(server.url + "/").json()
+    assert store.counted == 0 and answer["running"] == 0 and answer["status"] == "ok"
