@@ -396,7 +396,7 @@ def test_the_clients_reading_of_every_server_refusal(case):
 @pytest.mark.parametrize(
     ("error", "status", "client_sees"),
     [
-        (engine_failed(T, RuntimeError("boom")), 500, ServerError),  # transient: the client retries the same task
+        (engine_failed(T, "0123abcd4567"), 500, ServerError),  # transient: the client retries the same task
         (conflict(T), 400, TaskError),
         (payload_too_large(10), 413, APIStatusError),
         (media_not_found(), 404, APIStatusError),
@@ -457,7 +457,7 @@ def test_get_response_is_cumulative_and_reports_the_tasks_errors():
     )
     assert all(is_terminal_item(i) for i in get_response(T, done, retention_s=1))
     assert not is_terminal_item(processing_item(T))
-    failed = TaskState(T, status="error", errors=[engine_failed(T, RuntimeError("boom"))])
+    failed = TaskState(T, status="error", errors=[engine_failed(T, "0123abcd4567")])
     (error,) = _refusal_of(lambda: get_response(T, failed, retention_s=1)).errors
     assert (error.code, error.status) == ("inferenceError", "error")
 
