@@ -3,7 +3,17 @@ cell outcomes, and pricing (the list price and THE one cost/latency model). No I
 call it."""
 
 from .axes import AXES, Axis, grid_layout, parse_axes, resolve_axis
-from .cells import MAX_CELLS, CellJob, CellRef, SweepCell, build_request, cell_key, check_plan_size, expand_cells
+from .cells import (
+    MAX_CELLS,
+    CellJob,
+    CellRef,
+    SweepCell,
+    build_request,
+    cell_key,
+    check_count,
+    check_plan_size,
+    expand_cells,
+)
 from .estimates import Estimate, SweepEstimate
 from .outcomes import CellOutcome, CellState, CellStatus, Outcome, SweepReport
 from .pricing import CostModel, LinearModel, estimate, fit_cost, fit_latency, fit_linear, list_price, work_units
@@ -30,6 +40,7 @@ __all__ = [
     "SweepReport",
     "build_request",
     "cell_key",
+    "check_count",
     "check_plan_size",
     "check_same_sweep",
     "check_sweep_name",

@@ -20,6 +20,7 @@ __all__ = [
     "SweepCell",
     "build_request",
     "cell_key",
+    "check_count",
     "check_plan_size",
     "expand_cells",
 ]
@@ -99,11 +100,18 @@ def _changes(base: ImageInferenceRequest, coords: dict[str, Any]) -> dict[str, A
     return changes
 
 
+def check_count(name: str, value: Any) -> int:
+    """``value`` if it is a whole number of at least 1 (a count of cells, workers, requests per batch); else
+    ConfigurationError naming ``name`` (a float, NaN or bool is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name}={value!r} is not allowed: give a whole number of at least 1")
+    return value
+
+
 def check_plan_size(axes: list[Axis], max_cells: int = MAX_CELLS) -> int:
     """The number of cells the axes make; refuses more than ``max_cells`` before a single cell is built, naming each
     axis and its count."""
-    if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
-        raise ConfigurationError(f"max_cells={max_cells!r} is not allowed: give a whole number of at least 1")
+    check_count("max_cells", max_cells)
     count = math.prod(len(axis) for axis in axes)
     if count > max_cells:
         shape = " x ".join(f"{axis.name}[{len(axis)}]" for axis in axes)

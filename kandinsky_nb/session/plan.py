@@ -32,6 +32,7 @@ from ..planning import (
     SweepDesign,
     SweepEstimate,
     SweepReport,
+    check_count,
     check_same_sweep,
     grid_layout,
 )
@@ -46,6 +47,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["SweepPlan", "cell_status"]
+
+
+def _check_run_counts(concurrency: int | None, batch_size: int) -> None:
+    if concurrency is not None:
+        check_count("concurrency", concurrency)  # None: the session's default
+    check_count("batch_size", batch_size)
 
 
 def cell_status(rows: list[dict[str, Any]]) -> CellStatus:
@@ -242,6 +249,7 @@ class SweepPlan:
         stops starting new cells. Ctrl-C / interrupt: in-flight cells finish and are logged, the rest stay to do.
         ``on_cell(report)`` is called after each cell (panels update their own progress from it). ``batch_size``:
         cells per request on an engine that batches (Runware: several tasks in one POST)."""
+        _check_run_counts(concurrency, batch_size)
         with self._lease():
             jobs, report = self._prepare(retry_failed)
             spent_before = self.session.budget.spent
@@ -266,6 +274,7 @@ class SweepPlan:
     ) -> SweepReport:
         """The async twin of :meth:`run` (the engine's async API; asyncio tasks bounded by a semaphore). Cancelling
         the awaiting task cancels in-flight cells: they are logged ``cancelled`` and a later run looks them up."""
+        _check_run_counts(concurrency, batch_size)
         with self._lease():
             jobs, report = self._prepare(retry_failed)
             spent_before = self.session.budget.spent

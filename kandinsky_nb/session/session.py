@@ -33,7 +33,16 @@ from ..errors import (
     RunLogError,
     TaskError,
 )
-from ..planning import MAX_CELLS, CellRef, CostModel, Estimate, SweepEstimate, build_request, design_sweep
+from ..planning import (
+    MAX_CELLS,
+    CellRef,
+    CostModel,
+    Estimate,
+    SweepEstimate,
+    build_request,
+    check_count,
+    design_sweep,
+)
 from ..planning.pricing import work_units
 from ..runlog import RunLog
 from ..runlog.store import UNANSWERED
@@ -94,11 +103,8 @@ class Session:
         base_url: str | None = None,
         concurrency: int | None = None,
     ) -> None:
-        if concurrency is not None and concurrency < 1:
-            raise ConfigurationError(
-                f"concurrency={concurrency!r} is not allowed: it must be a whole number of at least 1; "
-                "pass concurrency=1 or more, or None for the engine's default"
-            )
+        if concurrency is not None:
+            check_count("concurrency", concurrency)  # None: the engine's default
         self.budget = Budget(budget)  # checked first: a bad cap opens nothing
         try:
             home = settings.home_dir(home)  # created now: a folder that cannot be made opens nothing either

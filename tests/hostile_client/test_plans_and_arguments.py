@@ -4,6 +4,7 @@ server on 127.0.0.1, which also shows that nothing was sent."""
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -182,3 +183,17 @@ def test_a_session_home_that_cannot_be_created_is_a_configuration_error(tmp_path
         ConfigurationError, match=r"cannot be used as the run-log folder .*give a folder you can create"
     ):
         Session("runware", api_key=KEY, base_url="http://127.0.0.1:9", home=blocker / "home")
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, math.nan, True, "4"])
+def test_counts_that_are_not_whole_numbers_of_at_least_one_are_refused(bad, tmp_path):
+    with pytest.raises(ConfigurationError, match=r"concurrency=.* give a whole number of at least 1"):
+        Session("runware", api_key=KEY, base_url="http://127.0.0.1:9", home=tmp_path, concurrency=bad)
+    with Session("runware", api_key=KEY, base_url="http://127.0.0.1:9", home=tmp_path) as session:
+        plan = session.sweep("a fox", seed="1-2")
+        with pytest.raises(ConfigurationError, match=r"concurrency="):
+            plan.run(bad, progress=False)
+        with pytest.raises(ConfigurationError, match=r"batch_size="):
+            plan.run(progress=False, batch_size=bad)
+        with pytest.raises(ConfigurationError, match=r"max_cells="):
+            session.sweep("a fox", seed="1-2", max_cells=bad)
