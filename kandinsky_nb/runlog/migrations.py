@@ -118,9 +118,11 @@ def m004_metrics(db: sqlite3.Connection) -> None:
 @migration
 def m005_read_indexes(db: sqlite3.Connection) -> None:
     # RunLog.query answers each filter from an index, so picking a sweep, a status or a prompt out of a million rows
-    # reads only the rows it returns (runlog/query.py); df's score columns are one index lookup per row and metric.
+    # reads only the rows it returns (runlog/query.py).
     db.execute("CREATE INDEX runs_status ON runs (status)")
-    # Led by metric: the metric names are found by seeks; then (image, newest first, rowid breaking ties) per lookup.
+    # The score columns of df: led by metric, so the metric names are found by seeks; then by image and computed time
+    # (the rowid, last in every index, breaking ties), so walking it hands each (metric, image)'s newest score last
+    # with no sort (runlog/metrics.py).
     db.execute("CREATE INDEX metrics_newest ON metrics (metric, image_sha256, computed_utc)")
     # Prompts: a full-text index with the trigram tokenizer (SQLite 3.34+) finds any substring of 3 characters or
     # more, case-insensitively. External content: the text stays in runs; triggers keep the index in step, and an
