@@ -81,6 +81,7 @@ def create_app(
     try:
         from starlette.applications import Starlette
         from starlette.middleware import Middleware
+        from starlette.middleware.cors import CORSMiddleware
         from starlette.requests import Request
         from starlette.responses import JSONResponse, Response
         from starlette.routing import Route
@@ -168,8 +169,18 @@ def create_app(
         Route("/v1/", tasks_endpoint, methods=["POST"]),
         Route(IMAGES_PATH + "/{name}", image, methods=["GET"]),
     ]
-    guard = Middleware(Guard, open_server=not state.api_keys, allowed_origins=allowed_origins)
-    app = Starlette(routes=routes, middleware=[guard])
+    origins = list(allowed_origins)
+    middleware = [Middleware(Guard, open_server=not state.api_keys, allowed_origins=origins)]
+    if origins:  # a web app the operator allowed also needs CORS answers (its JSON POSTs are preflighted)
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+            )
+        )
+    app = Starlette(routes=routes, middleware=middleware)
     app.state.kandinsky = state
     if backend.demo:
         log.warning("kandinsky-nb serve runs DEMO weights: random weights, every image is noise.")

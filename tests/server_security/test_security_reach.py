@@ -210,3 +210,17 @@ def test_an_open_server_answers_only_requests_addressed_to_loopback(serve):
         assert post(open_server, ping, {"Host": host}).status_code == 200
     keyed = serve(api_keys=[KEY_A])  # the key protects a keyed server, whatever name it is reached by
     assert post(keyed, ping, {**bearer(KEY_A), "Host": "gpu-box.lab.example"}).status_code == 200
+
+
+def test_an_allowed_web_app_gets_cors_answers_and_others_do_not(serve):
+    server = serve(api_keys=[KEY_A], allowed_origins=["https://lab.example"])
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    allowed = httpx.options(server.url + "/v1", headers={"Origin": "https://lab.example", **preflight})
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "https://lab.example"
+    other = httpx.options(server.url + "/v1", headers={"Origin": "https://evil.example", **preflight})
+    assert "access-control-allow-origin" not in other.headers
+    answer = post(server, [{"taskType": "ping"}], {"Origin": "https://lab.example", **bearer(KEY_A)})
+    assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "https://lab.example"
