@@ -93,7 +93,13 @@ class Budget:
     def expected(self, estimate: float, work: float = 0.0) -> float:
         """What a request of ``estimate`` USD and ``work`` units is expected to cost: the estimate, or the price the
         engine has been seen to charge for that much work when that is higher."""
-        return max(estimate, (self.rate or 0.0) * max(work, 0.0), 0.0)
+        if not (is_cost(estimate) and is_cost(work)):
+            # A NaN here would make every comparison with the cap false, and so pass it: refuse it instead.
+            raise ConfigurationError(
+                f"estimate={estimate!r}, work={work!r}: a request's estimate and work must be finite numbers of at "
+                "least 0; check the cost model the estimate came from (session.cost_model())"
+            )
+        return max(estimate, (self.rate or 0.0) * work)
 
     def amount(self, estimate: float, work: float = 0.0) -> float:
         """What a reservation for ``estimate`` USD and ``work`` units holds: :meth:`expected` times the margin."""

@@ -191,3 +191,11 @@ def test_a_sweep_estimate_after_answers_shows_the_price_the_engine_charged(tmp_p
         estimate = session.sweep("a red fox in snow", name="after", steps=10, seed="1-4").estimate()
     assert estimate.cost_to_run_usd == pytest.approx(4 * 3.0 * PRICE_10)
     assert "per megapixel-step the engine charged" in estimate.cost_source
+
+
+@pytest.mark.parametrize("estimate", [math.nan, math.inf, -1.0])
+def test_an_estimate_that_is_not_a_finite_cost_cannot_slip_past_the_cap(estimate):
+    budget = Budget(1.0)
+    with pytest.raises(ConfigurationError, match="estimate="):
+        budget.reserve(estimate, work=1.0)
+    assert budget.reserved == 0 and budget.spent == 0
