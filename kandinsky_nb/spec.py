@@ -208,6 +208,7 @@ DEFAULTS: Final[dict[str, object]] = {
     "numberResults": 1,
     "steps": 20,
     "CFGScale": 7.0,
+    "scheduler": MODEL_DEFAULT_SCHEDULER,
     "safety.checkContent": False,
     "safety.mode": "none",
     "lora.weight": 1.0,

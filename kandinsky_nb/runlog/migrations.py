@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from .. import spec
 from ..errors import RunLogError
 
 __all__ = ["MIGRATIONS", "migrate"]
@@ -154,6 +155,19 @@ def m005_read_indexes(db: sqlite3.Connection) -> None:
             INSERT INTO runs_prompt (runs_prompt, rowid, prompt) VALUES ('delete', old.id, old.prompt);
             INSERT INTO runs_prompt (rowid, prompt) VALUES (new.id, new.prompt);
         END"""
+    )
+
+
+@migration
+def m006_effective_values(db: sqlite3.Connection) -> None:
+    # Which request fields were left to the model's default (a JSON list): their columns hold the effective value, so
+    # filters, pivots and grids see "Euler", and this says it was the model's choice, not the person's.
+    db.execute("ALTER TABLE runs ADD COLUMN defaulted TEXT")
+    # Rows logged before this held NULL for a scheduler left to the model: give them the effective one too.
+    db.execute(
+        "UPDATE runs SET scheduler = ? WHERE scheduler IS NULL AND request_json IS NOT NULL "
+        "AND json_extract(request_json, '$.scheduler') IS NULL",
+        (spec.MODEL_DEFAULT_SCHEDULER,),
     )
 
 

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import settings
+from .. import settings, spec
 from .._version import __version__
 from ..errors import RunLogError
 from ..types import Generation, ImageInferenceRequest
@@ -72,12 +72,24 @@ def request_row_fields(request: ImageInferenceRequest) -> dict[str, Any]:
         "height": request.height,
         "steps": request.effective("steps"),
         "CFGScale": request.effective("CFGScale"),
-        "scheduler": request.scheduler,
+        "scheduler": request.effective("scheduler"),
         "seed": request.seed,
         "accelerator_options": _json(wire.get("acceleratorOptions")),
         "lora": _json(wire.get("lora")),
         "request_json": _json(wire),
+        "defaulted": _json(defaulted_fields(request)),
     }
+
+
+def defaulted_fields(request: ImageInferenceRequest) -> list[str]:
+    """The request's fields left to the model's default (their columns hold the effective value)."""
+    return [
+        name
+        for name in spec.DEFAULTS
+        if name in type(request).model_fields
+        and getattr(request, name) is None
+        and (name != "strength" or request.seedImage is not None)  # strength means nothing without an image
+    ]
 
 
 def error_fields(error: BaseException) -> dict[str, Any]:
