@@ -3,8 +3,8 @@
 Behind a load balancer, a ``getResponse``, an image URL or an uploaded image's UUID may reach any replica; with this
 store every replica answers it. Keys (under ``prefix``, default ``knb:``):
 
-* ``task:<uuid>``   the task as JSON; while it runs, kept with no end, and ``lease:<uuid>`` (a short expiry) says that
-  a live replica still works on it; once finished, kept for ``task_retention`` seconds;
+* ``task:<uuid>``   the task as JSON, kept for ``task_retention`` seconds from its claim and again from its finish;
+  while it runs, ``lease:<uuid>`` (a short expiry) says that a live replica still works on it;
 * ``lease:<uuid>``  renewed every ``lease_s / 3`` seconds by the replica running the task. A replica that dies stops
   renewing it: the task then reads as failed with a retryable ``inferenceError`` (its images were never delivered,
   so never charged), and the client sends it again with the same taskUUID, which any replica may claim;
@@ -46,7 +46,7 @@ if known then
     return 0
   end
 end
-redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return 1
 """
@@ -134,7 +134,8 @@ class RedisTaskStore(TaskStore):
     async def claim_task(self, task: TaskState) -> bool:
         lease_ms = int(self.lease_s * 1000)
         keys = [self._key("task", task.task_uuid), self._key("lease", task.task_uuid)]
-        claimed = await self._redis().eval(_CLAIM, 2, *keys, _dump(task), lease_ms)
+        retention = max(int(self.task_retention), 1)
+        claimed = await self._redis().eval(_CLAIM, 2, *keys, _dump(task), lease_ms, retention)
         if claimed:
             self._heartbeats[task.task_uuid] = asyncio.get_running_loop().create_task(self._renew(keys[1], lease_ms))
         return bool(claimed)
@@ -154,7 +155,7 @@ class RedisTaskStore(TaskStore):
         client = self._redis()
         key = self._key("task", task.task_uuid)
         if task.status == PROCESSING:
-            await client.set(key, _dump(task))
+            await client.set(key, _dump(task), ex=max(int(self.task_retention), 1))
             return
         async with client.pipeline(transaction=True) as pipe:
             pipe.set(key, _dump(task), ex=max(int(self.task_retention), 1))
