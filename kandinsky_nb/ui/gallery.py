@@ -426,9 +426,9 @@ def tile_caption(row: Any) -> str:
         parts.append(f"{int(steps)} steps")
     if cfg is not None:
         parts.append(f"CFG {float(cfg):g}")
-    # A run that left the scheduler to the model is logged without one: say which one that is.
-    scheduler = _plain(row.get("scheduler"))
-    parts.append(str(scheduler) if scheduler else f"{spec.MODEL_DEFAULT_SCHEDULER} (default)")
+    # A run that left the scheduler to the model says so (the log holds the scheduler it stands for).
+    scheduler = _plain(row.get("scheduler")) or spec.MODEL_DEFAULT_SCHEDULER
+    parts.append(f"{scheduler} (default)" if "scheduler" in _defaulted(row) else str(scheduler))
     width, height = _plain(row.get("width")), _plain(row.get("height"))
     if width and height:
         parts.append(f"{int(width)}x{int(height)}")
@@ -470,6 +470,14 @@ def detail_params(row_id: int, row: Any) -> dict[str, Any]:
     if bool(row.get("demo")):
         params["note"] = DEMO_NOTE
     return params
+
+
+def _defaulted(row: Any) -> list[str]:
+    """The fields a logged run left to the model (the run log's ``defaulted`` column; empty when not recorded)."""
+    text = _plain(row.get("defaulted"))
+    if not text:
+        return [] if _plain(row.get("scheduler")) else ["scheduler"]  # a log from before the column: NULL = default
+    return list(json.loads(text))
 
 
 def _plain(value: Any) -> Any:
