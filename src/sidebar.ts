@@ -6,6 +6,7 @@ import { Widget } from '@lumino/widgets';
 import { Signal } from '@lumino/signaling';
 
 import { IRun, IRunQuery, IRunsPage, RunLogAPI, fmt } from './api';
+import { el } from './dom';
 import { RevisionPoller } from './poller';
 
 const STATUSES = ['', 'ok', 'failed', 'submitted', 'unanswered', 'cancelled'];
@@ -246,16 +247,4 @@ export class RunsPanel extends Widget {
   private _selected: number[] = [];
   private _debounce: number | undefined;
   private _selectionChanged = new Signal<this, number[]>(this);
-}
-
-/** A DOM element with a class and text (text is always set as text, never as HTML). */
-export function el(tag: string, className = '', text?: string): HTMLElement {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
 }

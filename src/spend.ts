@@ -6,7 +6,7 @@ import { Widget } from '@lumino/widgets';
 
 import { ICost, RunLogAPI, fmt } from './api';
 import { RevisionPoller } from './poller';
-import { el } from './sidebar';
+import { el } from './dom';
 
 export interface IBudget {
   budgetUSD: number | null;

@@ -6,7 +6,7 @@ import { Widget } from '@lumino/widgets';
 
 import { IRunDetail, ISweep, ISweepCell, RunLogAPI, fmt } from './api';
 import { RevisionPoller } from './poller';
-import { el } from './sidebar';
+import { el } from './dom';
 
 /** One run's image at full size, with its prompt and parameters under it. */
 export class ImageView extends Widget {

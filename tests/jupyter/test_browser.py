@@ -109,21 +109,27 @@ def jp_server_cleanup():
 
 def _show_runs(page) -> None:
     # The palette command activates the sidebar whatever its state (a tab click would close an open one). On a
-    # loaded machine Notebook 7's shell may still be settling when the first Enter lands: try again, a few times.
+    # loaded machine Notebook 7's shell may still be settling (a theme loading, a kernel starting) and close the
+    # palette or miss the first Enter: try again, a few times, before failing.
     panel = page.locator("#kandinsky-nb-runs")
-    for _attempt in range(3):
-        page.keyboard.press("Control+Shift+C")
-        palette = page.locator(".lm-CommandPalette-input")
-        expect(palette).to_be_visible()
-        palette.fill("Kandinsky: Show Runs")
-        expect(page.locator(".lm-CommandPalette-item.lm-mod-active", has_text="Kandinsky: Show Runs")).to_be_visible()
-        palette.press("Enter")
+    for _attempt in range(4):
         try:
+            page.keyboard.press("Control+Shift+C")
+            palette = page.locator(".lm-CommandPalette-input")
+            palette.fill("Kandinsky: Show Runs", timeout=15_000)
+            active = page.locator(".lm-CommandPalette-item.lm-mod-active", has_text="Kandinsky: Show Runs")
+            expect(active).to_be_visible(timeout=15_000)
+            palette.press("Enter", timeout=15_000)
             expect(panel).to_be_visible(timeout=15_000)
             return
-        except AssertionError:
+        except (AssertionError, playwright.Error):
             page.keyboard.press("Escape")
     expect(panel).to_be_visible()
+
+
+def _luminance(css_color: str) -> float:
+    red, green, blue = (int(part) / 255 for part in re.findall(r"\d+", css_color)[:3])
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
 
 
 def _row_action(page, run_id: int, label: str) -> None:
@@ -230,8 +236,11 @@ def test_jupyterlab_sidebar_compare_sweep_insert_code_and_spend(served, browser,
     assert not errors, errors
 
 
-def test_notebook7_opens_the_sidebar_from_the_palette(served, browser, demo_log):
+def test_notebook7_opens_the_sidebar_from_the_palette_in_the_dark_theme(served, browser, demo_log):
     root, env = served
+    themes = root / "_lab_settings" / "@jupyterlab" / "apputils-extension"
+    themes.mkdir(parents=True, exist_ok=True)
+    (themes / "themes.jupyterlab-settings").write_text(json.dumps({"theme": "JupyterLab Dark"}))
     with jupyterlab(root, env) as server:
         total = _api(server, "runs")["total"]
         page, errors = _page(browser)
@@ -246,6 +255,11 @@ def test_notebook7_opens_the_sidebar_from_the_palette(served, browser, demo_log)
             "() => [...document.querySelectorAll('#kandinsky-nb-runs img.knb-thumb')]"
             ".every(img => img.complete && img.naturalWidth > 0)"
         )
-        screenshot(page, "notebook7_extension_sidebar")
+        # The theme's variables, not fixed colours: dark background, light text.
+        background, text = panel.evaluate(
+            "node => [getComputedStyle(node).backgroundColor, getComputedStyle(node).color]"
+        )
+        assert _luminance(background) < 0.3 < 0.6 < _luminance(text), (background, text)
+        screenshot(page, "notebook7_extension_sidebar_dark")
         page.close()
     assert not [e for e in errors if not NOTEBOOK7_SHELL_NOISE.search(e)], errors
