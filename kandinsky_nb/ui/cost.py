@@ -6,7 +6,6 @@ and latency plots, and local GPU cost against what the cloud would charge. A vie
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import io
 from dataclasses import dataclass
@@ -16,9 +15,9 @@ import ipywidgets as widgets
 
 from ..errors import ConfigurationError
 from ..html import DEMO_NOTE, STYLE, format_usd
-from ._common import ErrorArea, css, run_in_background, session_or_default
+from ._common import ErrorArea, css, session_or_default
 from .binding import FormBinding
-from .scores import QualityChoices, QualityView, SweepScores, quality_choices, quality_view
+from .scores import QualityChoices, QualityView, SweepScores, quality_choices, quality_view, when_scored
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -245,15 +244,8 @@ class CostPanel(widgets.VBox):
             )
         future = self.scores.start(self.session, sweep)
         self._draw_quality_status()
-        self.score_task = run_in_background(
-            lambda: self._await_scores(future), lambda: future.add_done_callback(lambda _done: self._scored())
-        )
+        self.score_task = when_scored(future, self._scored)
         return self.score_task
-
-    async def _await_scores(self, future: Any) -> None:
-        with contextlib.suppress(Exception):  # scores.error keeps it; _scored shows it
-            await asyncio.wrap_future(future)
-        self._scored()
 
     def _scored(self) -> None:
         if self.scores.error is not None:

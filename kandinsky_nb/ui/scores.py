@@ -8,6 +8,9 @@ without widgets. Every score here is "higher is better", as the Pareto frontier 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,6 +21,7 @@ from ..analysis.scoring import score_runs, score_sweep, score_sweep_in_backgroun
 from ..errors import ConfigurationError, KandinskyNBError
 from ..quality import download_free_scorers, metric_label
 from ..runlog import METRIC_COLUMN_PREFIX, metric_column
+from ._common import run_in_background
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,6 +40,7 @@ __all__ = [
     "scored_metrics",
     "sort_by_score",
     "sweeps_with_scores",
+    "when_scored",
 ]
 
 # Under a 128 px grid cell there is room for one line: how close each image is to its sweep's reference.
@@ -74,6 +79,19 @@ def sort_by_score(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
         )
     # A stable sort keeps ties (and the unscored, placed last) in the order they came.
     return frame.sort_values(column, ascending=False, kind="stable", na_position="last")
+
+
+def when_scored(future: Future[Any], on_done: Callable[[], None]) -> asyncio.Task[None] | None:
+    """Call ``on_done`` once ``future`` (a background scoring job) is done: from a task on the running event loop
+    when there is one (widgets are written on the kernel's thread, not the scoring thread), else from the scoring
+    thread. Errors are not raised here: the state object that started the job keeps them for ``on_done`` to show."""
+
+    async def wait() -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(future)
+        on_done()
+
+    return run_in_background(wait, lambda: future.add_done_callback(lambda _done: on_done()))
 
 
 @dataclass

@@ -8,7 +8,6 @@ its form into that call and shows the plan's state, which it polls from the run 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from ..planning.sweep import design_sweep
 from ..types import ImageInferenceRequest
 from ._common import ErrorArea, cost_source_note, css, run_in_background, session_or_default, spent_words
 from .binding import FormBinding
-from .scores import SweepScores
+from .scores import SweepScores, when_scored
 from .state import RunState
 
 __all__ = ["SweepPanel", "SweepState", "sweep_arguments", "sweep_form_problems"]
@@ -454,16 +453,8 @@ class SweepPanel(widgets.VBox):
         plan = self._plan_to_draw()
         future = self.scores.start(self.session, plan.name)
         self._show_scores()
-        self.score_task = run_in_background(
-            lambda: self._await_scores(future), lambda: future.add_done_callback(lambda _done: self._show_scores())
-        )
+        self.score_task = when_scored(future, self._show_scores)
         return self.score_task
-
-    async def _await_scores(self, future: Any) -> None:
-        # Widgets are written on the event loop's thread, not the scoring thread; scores.error keeps any failure.
-        with contextlib.suppress(Exception):
-            await asyncio.wrap_future(future)
-        self._show_scores()
 
     def _show_scores(self) -> None:
         self.score_status.value = (
