@@ -10,6 +10,7 @@ import { el } from './dom';
 import { RevisionPoller } from './poller';
 
 const STATUSES = ['', 'ok', 'failed', 'submitted', 'unanswered', 'cancelled'];
+const MIN_SEARCH = 3;
 
 export class RunsPanel extends Widget {
   constructor(private readonly api: RunLogAPI) {
@@ -77,8 +78,10 @@ export class RunsPanel extends Widget {
   }
 
   async refresh(): Promise<void> {
+    const text = this._search.value.trim();
     const query: IRunQuery = {
-      q: this._search.value.trim(),
+      // The server's prompt index matches 3 characters or more; a shorter text is not a filter yet.
+      q: text.length >= MIN_SEARCH ? text : '',
       status: this._status.value,
       sweep: this._sweep.value,
       limit: this._pageSize,
@@ -89,8 +92,11 @@ export class RunsPanel extends Widget {
       this._poller.seen(page.revision);
       this._renderSweepOptions(sweeps.sweeps.map(s => s.name));
       this._render(page);
-      this._message.textContent = '';
+      this._message.textContent =
+        text.length > 0 && text.length < MIN_SEARCH ? `Type ${MIN_SEARCH} or more characters to search prompts` : '';
+      this._message.classList.toggle('knb-mod-hint', text.length > 0 && text.length < MIN_SEARCH);
     } catch (error) {
+      this._message.classList.remove('knb-mod-hint');
       this._message.textContent = `Could not read the run log: ${(error as Error).message ?? error}`;
     }
   }

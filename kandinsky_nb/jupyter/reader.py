@@ -16,12 +16,15 @@ import json
 import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ..errors import KandinskyNBError, RunLogError
 from ..runlog import DB_NAME, MIGRATIONS, STATUSES
+from ..runlog.query import MIN_PROMPT_MATCH, Where
+from ..runlog.query import where as log_where
+from ..session.plan import cell_status
 
 __all__ = [
     "MAX_PAGE_SIZE",
@@ -139,17 +142,25 @@ class RunFilter:
                 raise QueryParameterError(
                     "status", status, f"one of {', '.join(STATUSES)} (several: comma-separated)", "Fix the status."
                 )
+        text = (query.get("q") or "").strip() or None
+        if text is not None and len(text) < MIN_PROMPT_MATCH:
+            raise QueryParameterError(
+                "q",
+                text,
+                f"at least {MIN_PROMPT_MATCH} characters (the prompt index matches substrings that long or longer)",
+                "Type a longer text, or clear the search.",
+            )
         since = _date_parameter("since", query.get("since"))
         until_raw = query.get("until")
         until = _date_parameter("until", until_raw)
         if until is not None and until_raw is not None and len(until_raw) == 10:
-            # A bare date means "through the end of that day".
-            until = until[:10] + "T23:59:59.999999+00:00"
+            # A bare date means "through that day": the filter is exclusive, so it stops at the next midnight.
+            until = (datetime.fromisoformat(until) + timedelta(days=1)).isoformat(timespec="microseconds")
         return cls(
             statuses=statuses,
             engine=query.get("engine") or None,
             sweep=query.get("sweep") or None,
-            text=query.get("q") or None,
+            text=text,
             since=since,
             until=until,
             demo=_bool_parameter("demo", query.get("demo")),
@@ -157,33 +168,21 @@ class RunFilter:
             offset=int_parameter("offset", query.get("offset"), 0, 0, None),
         )
 
-    def where(self) -> tuple[str, list[Any]]:
-        """The SQL condition (``""`` for none) and its parameters; values are always bound, never formatted in."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if self.statuses:
-            clauses.append(f"status IN ({', '.join('?' for _ in self.statuses)})")
-            params.extend(self.statuses)
-        if self.engine:
-            clauses.append("engine = ?")
-            params.append(self.engine)
-        if self.sweep:
-            clauses.append("sweep_id = ?")
-            params.append(self.sweep)
-        if self.text:
-            escaped = self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            clauses.append("prompt LIKE ? ESCAPE '\\'")
-            params.append(f"%{escaped}%")
-        if self.since:
-            clauses.append("created_utc >= ?")
-            params.append(self.since)
-        if self.until:
-            clauses.append("created_utc <= ?")
-            params.append(self.until)
-        if self.demo is not None:
-            clauses.append("demo = ?")
-            params.append(int(self.demo))
-        return (" AND ".join(clauses), params)
+    def where(self) -> Where:
+        """The SQL condition and its named parameters: the run log's own filter builder (each filter answered by an
+        index, the prompt text by the trigram index), plus the demo flag the sidebar offers."""
+        condition = log_where(
+            sweep_id=self.sweep,
+            status=self.statuses or None,
+            engine=self.engine,
+            prompt_contains=self.text,
+            since=self.since,
+            until=self.until,
+        )
+        if self.demo is None:
+            return condition
+        sql = " AND ".join(part for part in (condition.sql, "runs.demo = :demo") if part)
+        return Where(sql, {**dict(condition.params), "demo": int(self.demo)})
 
 
 @dataclass
@@ -290,15 +289,16 @@ class RunLogReader:
         with self._connect() as db:
             if db is None or not self._has_runs(db):
                 return reply
-            condition, params = run_filter.where()
-            where = f"WHERE {condition}" if condition else ""
+            condition = run_filter.where()
+            where = f"WHERE {condition.sql}" if condition.sql else ""
+            params = dict(condition.params)
             total, cost = db.execute(
                 f"SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM runs {where}", params
             ).fetchone()
             # ORDER BY id DESC walks the primary key backwards: the first page of 100k rows costs one short scan.
             rows = db.execute(
-                f"SELECT {_SUMMARY_SQL} FROM runs {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-                [*params, run_filter.limit, run_filter.offset],
+                f"SELECT {_SUMMARY_SQL} FROM runs {where} ORDER BY id DESC LIMIT :limit OFFSET :offset",
+                {**params, "limit": run_filter.limit, "offset": run_filter.offset},
             ).fetchall()
         reply.update(total=total, total_cost_usd=cost, runs=[_summary(row) for row in rows])
         return reply
@@ -394,22 +394,16 @@ class RunLogReader:
 
     @staticmethod
     def _cells(db: sqlite3.Connection, name: str) -> list[dict[str, Any]]:
-        """Cell states the way a sweep decides them: ok if any row of the cell is ok, pending if its latest row is
-        still unanswered, else failed."""
+        """Each cell of a sweep with its state, the row that decided it, its attempts and its spend."""
         rows = db.execute(f"SELECT {_SUMMARY_SQL} FROM runs WHERE sweep_id = ? ORDER BY id", (name,)).fetchall()
-        by_cell: dict[str, list[sqlite3.Row]] = {}
+        by_cell: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
-            by_cell.setdefault(row["sweep_cell"] or "", []).append(row)
+            by_cell.setdefault(row["sweep_cell"] or "", []).append(dict(row))
         cells = []
         for key, cell_rows in by_cell.items():
-            done = [r for r in cell_rows if r["status"] == "ok"]
-            latest = done[-1] if done else cell_rows[-1]
-            if done:
-                state = "ok"
-            elif latest["status"] in ("submitted", "cancelled", "unanswered"):
-                state = "pending"
-            else:
-                state = "failed"
+            # The sweep runner's own rule (any ok row: done; else the last row decides), so this view and a resume
+            # always agree on what is left to do.
+            state, latest = cell_status(cell_rows)
             try:
                 coords = json.loads(key) if key else {}
             except json.JSONDecodeError:
@@ -418,7 +412,7 @@ class RunLogReader:
                 {
                     "key": key,
                     "coords": coords,
-                    "state": state,
+                    "state": str(state),
                     "run": _summary(latest),
                     "attempts": len(cell_rows),
                     "spent_usd": sum(r["cost_usd"] or 0.0 for r in cell_rows),
@@ -466,7 +460,7 @@ class RunLogReader:
         return reply
 
 
-def _summary(row: sqlite3.Row) -> dict[str, Any]:
+def _summary(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
     run = {column: row[column] for column in SUMMARY_COLUMNS if column != "image_path"}
     run["demo"] = bool(run["demo"])
     run["has_image"] = bool(row["image_path"])

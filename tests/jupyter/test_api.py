@@ -118,6 +118,7 @@ def test_date_filters_exclude_by_creation_time(api):
         ({"status": "done"}, "status"),
         ({"since": "yesterday"}, "since"),
         ({"demo": "maybe"}, "demo"),
+        ({"q": "ab"}, "q"),  # the prompt index matches 3 characters or more
     ],
 )
 def test_a_bad_parameter_is_a_400_that_names_it_and_what_is_allowed(api, params, named):
