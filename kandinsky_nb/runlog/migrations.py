@@ -171,6 +171,13 @@ def m006_effective_values(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m007_load_seconds(db: sqlite3.Connection) -> None:
+    # A first run also loads the model: that time is kept apart (load_s), so latency_s, which pivots and the latency
+    # fit read, is the generation alone; the time a person waited is latency_s + load_s.
+    db.execute("ALTER TABLE runs ADD COLUMN load_s REAL")
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply every migration not yet applied, in order; returns the names applied now."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)")

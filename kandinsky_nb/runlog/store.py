@@ -291,6 +291,10 @@ class RunLog:
         gpu_seconds = generation.details.get("gpu_seconds")
         if gpu_seconds is None and generation.engine == "local":
             gpu_seconds = generation.details.get("seconds")
+        # Loading the model (an engine's first request) is logged apart from the generation it delayed.
+        load_s = generation.details.get("load_seconds")
+        load_s = float(load_s) if isinstance(load_s, int | float) and load_s > 0 else None
+        latency_s = max(generation.latency_s - (load_s or 0.0), 0.0)
         for index, image in enumerate(generation.images):
             seed = image.seed if image.seed is not None else request.seed
             params = {
@@ -313,7 +317,8 @@ class RunLog:
                 demo=generation.demo,
                 result_index=index,
                 seed=seed,
-                latency_s=generation.latency_s,
+                latency_s=latency_s,
+                load_s=load_s,
                 cost_usd=image.cost,
                 gpu_seconds=gpu_seconds / len(generation.images) if isinstance(gpu_seconds, int | float) else None,
                 image_path=str(path.relative_to(self.home)),

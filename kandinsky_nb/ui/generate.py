@@ -727,9 +727,9 @@ class GeneratePanel(widgets.VBox):
 
 
 def _time_split(generation: Generation, waited: float) -> str:
-    """Where the wait went, when the engine measured its generating time apart (the local engine's ``gpu_seconds``):
-    a first run also loads the model, which is not what the next runs will take."""
-    generating = generation.details.get("gpu_seconds")
-    if not isinstance(generating, int | float) or waited - generating < 1.0:
+    """Where the wait went, when the engine measured it: a first run also loads the model (the run log keeps that
+    apart, as ``load_s``), which is not what the next runs will take."""
+    loading = generation.details.get("load_seconds")
+    if not isinstance(loading, int | float) or loading < 0.1:  # a loaded pipeline takes ~0 s here
         return ""
-    return f" ({format_seconds(generating)} generating, the rest loading the model and saving)"
+    return f" ({format_seconds(loading)} of it loading the model, once per session)"

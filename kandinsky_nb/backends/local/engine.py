@@ -52,6 +52,7 @@ class _Run:
     scheduler: Any
     images: list[tuple[int, Any, float]] = field(default_factory=list)
     cache_stats: list[dict[str, Any]] = field(default_factory=list)
+    load_seconds: float = 0.0  # loading the pipeline for this request (a first request's, mostly)
 
 
 class LocalBackend(Backend):
@@ -209,12 +210,13 @@ class LocalBackend(Backend):
 
     def _run(self, torch: Any, plan: RunPlan, call: dict[str, Any], seeds: list[int], source: Any) -> _Run:
         """The pipeline calls of one request, one per seed, each timed. Call under the lock."""
+        loading = time.perf_counter()
         pipe = self.pipeline(plan.kind)
         scheduler = self.scheduler_for(plan)
         if plan.mode == "img2img":
             start_part_way(scheduler, plan.start_step)
         pipe.scheduler = scheduler
-        run = _Run(pipe, scheduler)
+        run = _Run(pipe, scheduler, load_seconds=time.perf_counter() - loading)
         with LoraRun(pipe, list(plan.loras)) if plan.loras else contextlib.nullcontext():
             for seed in seeds:
                 image_call = dict(call)
@@ -244,6 +246,7 @@ class LocalBackend(Backend):
             # pipeline calls only, what each image's cost is computed from.
             "seconds": seconds,
             "gpu_seconds": sum(per_image),
+            "load_seconds": run.load_seconds,
             "seconds_per_image": per_image,
             "device": self.device,
             "dtype": str(run.pipe.transformer.dtype).removeprefix("torch."),
