@@ -19,10 +19,13 @@
     │   │   └── ServerError               5xx
     │   ├── TaskError                 one item of the envelope's ``errors``: .code, .parameter, .documentation
     │   ├── ResponseValidationError   the answer did not have the documented shape
+    │   │   └── UnusableCostError     a cost that is not a finite number of USD >= 0
     │   └── PollTimeoutError          async results did not arrive in time; resume with .task_uuid
     ├── BackendError                  the local engine failed while generating
     ├── RunLogError                   the run log could not be read or written
-    └── SweepError                    a sweep definition or its axes are invalid
+    ├── SweepError                    a sweep definition or its axes are invalid
+    │   └── SweepBusyError            another process is running this sweep; nothing was sent
+    └── UnreadableImage               bytes that are not an image, or one past a pixel limit (also ValueError)
 
 Rules: data lives in attributes, never in strings meant to be parsed; errors are raised ``from`` their cause; no
 message, attribute or repr ever holds the API key.
@@ -53,9 +56,12 @@ __all__ = [
     "ResponseValidationError",
     "RunLogError",
     "ServerError",
+    "SweepBusyError",
     "SweepError",
     "TaskError",
+    "UnreadableImage",
     "UnsupportedByEngineError",
+    "UnusableCostError",
 ]
 
 
@@ -232,6 +238,11 @@ class ResponseValidationError(APIError):
     """The server's answer did not have the documented shape."""
 
 
+class UnusableCostError(ResponseValidationError):
+    """The engine answered with a cost that is not a finite number of USD of at least 0 (NaN, infinite, negative).
+    The answer is logged as failed and its cost is never counted: summed, it would silently disable the cap."""
+
+
 class PollTimeoutError(APIError):
     """Async results did not arrive before the poll timeout. The task may still finish: resume it by ``task_uuid``."""
 
@@ -246,3 +257,24 @@ class RunLogError(KandinskyNBError):
 
 class SweepError(KandinskyNBError, ValueError):
     """A sweep definition is invalid."""
+
+
+class SweepBusyError(SweepError):
+    """Another run holds this sweep's lease; nothing was sent."""
+
+    def __init__(self, name: str, holder: dict[str, Any] | None) -> None:
+        self.name = name
+        self.holder = holder
+        who = (
+            f"process {holder.get('pid')} on {holder.get('host')!r} (since {holder.get('since')})"
+            if holder
+            else "another process"
+        )
+        super().__init__(
+            f"sweep {name!r} is being run by {who}; running it here too would send its cells twice, so nothing was "
+            "sent. Wait for that run to finish (or stop it), then run the sweep again: it resumes whatever is left."
+        )
+
+
+class UnreadableImage(KandinskyNBError, ValueError):
+    """Bytes that are not an image the toolkit decodes (PNG, JPEG, WEBP, GIF, BMP), or one past a pixel limit."""

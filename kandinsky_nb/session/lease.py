@@ -23,26 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import RunLogError, SweepError
+from ..errors import RunLogError, SweepBusyError
 
 __all__ = ["SweepBusyError", "SweepLease"]
-
-
-class SweepBusyError(SweepError):
-    """Another run holds this sweep's lease; nothing was sent."""
-
-    def __init__(self, name: str, holder: dict[str, Any] | None) -> None:
-        self.name = name
-        self.holder = holder
-        who = (
-            f"process {holder.get('pid')} on {holder.get('host')!r} (since {holder.get('since')})"
-            if holder
-            else "another process"
-        )
-        super().__init__(
-            f"sweep {name!r} is being run by {who}; running it here too would send its cells twice, so nothing was "
-            "sent. Wait for that run to finish (or stop it), then run the sweep again: it resumes whatever is left."
-        )
 
 
 class SweepLease:

@@ -29,9 +29,9 @@ from ..errors import (
     ConfigurationError,
     KandinskyNBError,
     PollTimeoutError,
-    ResponseValidationError,
     RunLogError,
     TaskError,
+    UnusableCostError,
 )
 from ..planning import (
     MAX_CELLS,
@@ -54,11 +54,6 @@ from .plan import SweepPlan
 __all__ = ["Session", "UnusableCostError"]
 
 DEFAULT_CONCURRENCY = 4
-
-
-class UnusableCostError(ResponseValidationError):
-    """The engine answered with a cost that is not a finite number of USD of at least 0 (NaN, infinite, negative).
-    The answer is logged as failed and its cost is never counted: summed, it would silently disable the cap."""
 
 
 def _unusable_cost(generation: Generation) -> UnusableCostError | None:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .. import spec
 from .._media import data_uri, decode_data_uri, sniff_format
-from ..errors import KandinskyNBError
+from ..errors import UnreadableImage
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -57,10 +57,6 @@ _FORMS = (
     "a Runware image UUID, an http(s) URL, a data:image/...;base64 URI, base64 image data, an existing file path, "
     "bytes or a PIL image"
 )
-
-
-class UnreadableImage(KandinskyNBError, ValueError):
-    """Bytes that are not an image the toolkit decodes (PNG, JPEG, WEBP, GIF, BMP), or one past a pixel limit."""
 
 
 @dataclass(frozen=True)
