@@ -31,7 +31,7 @@ def _loras(values: tuple[str, ...]) -> dict[str, str]:
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8765, show_default=True, type=int, help="Port to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @click.option(
     "--api-key",
     "api_keys",

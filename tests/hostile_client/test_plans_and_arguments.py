@@ -197,3 +197,18 @@ def test_counts_that_are_not_whole_numbers_of_at_least_one_are_refused(bad, tmp_
             plan.run(progress=False, batch_size=bad)
         with pytest.raises(ConfigurationError, match=r"max_cells="):
             session.sweep("a fox", seed="1-2", max_cells=bad)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "option"),
+    [
+        (["serve", "--demo", "--port", "70000"], "--port"),
+        (["serve", "--demo", "--port", "0"], "--port"),
+        (["serve", "--demo", "--max-concurrency", "0"], "--max-concurrency"),
+        (["serve", "--demo", "--max-concurrency", "-1"], "--max-concurrency"),
+    ],
+)
+def test_serve_refuses_an_out_of_range_option_before_starting(arguments, option):
+    result = invoke(*arguments)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
