@@ -10,7 +10,10 @@ Two stores are measured side by side, in the same run and on the same requests:
   * baseline: the same store with caps too large to reach (nothing is evicted until the ttl: the old behaviour).
 RSS is sampled every --every requests; "flat" is the growth from the end of warm-up to the end.
 
-Run: .venv/bin/python benchmarks/bench_serve_memory.py [--requests 10000 --image-mb 32 --task-mb 8]
+Warm-up is the requests it takes to fill the caps: images (~700 requests at 32 MiB), finished tasks (~1,900 at
+2 MiB) and the remembered UUIDs of evicted images (4,096: ~2,100 requests evict two images each).
+
+Run: .venv/bin/python benchmarks/bench_serve_memory.py [--requests 10000 --image-mb 32 --task-mb 2]
 """
 
 from __future__ import annotations
@@ -125,9 +128,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--every", type=int, default=500, help="requests between RSS samples")
-    parser.add_argument("--warmup", type=int, default=2_000, help="requests before the flatness is judged")
+    parser.add_argument("--warmup", type=int, default=3_000, help="requests before the flatness is judged")
     parser.add_argument("--image-mb", type=int, default=32, help="the bounded store's image cap (MiB)")
-    parser.add_argument("--task-mb", type=int, default=8, help="the bounded store's finished-task cap (MiB)")
+    parser.add_argument("--task-mb", type=int, default=2, help="the bounded store's finished-task cap (MiB)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--serve", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -123,9 +123,9 @@ def test_using_an_evicted_upload_is_refused_by_an_error_that_names_it() -> None:
 
 async def test_finished_tasks_holding_inline_images_are_bounded_by_bytes() -> None:
     store = MemoryTaskStore(max_task_bytes=3 * 10_000)
-    inline = {"taskType": "imageInference", "imageBase64Data": "A" * 9_000}
+    inline = {"taskType": "imageInference", "imageBase64Data": "A" * 8_500}
     for name in ("t1", "t2", "t3", "t4"):
         await store.claim_task(TaskState(name))
         await store.save_task(TaskState(name, status="success", items=[{**inline, "taskUUID": name}]))
-    assert await store.get_task("t1") is None  # about 9.5 KB each: three fit, the oldest made room for the fourth
+    assert await store.get_task("t1") is None  # about 9.6 KB each: three fit, the oldest made room for the fourth
     assert [await store.get_task(n) is not None for n in ("t2", "t3", "t4")] == [True, True, True]

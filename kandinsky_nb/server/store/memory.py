@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_MAX_IMAGE_BYTES", "DEFAULT_MAX_TASK_BYTES", "MemoryTaskStore
 
 DEFAULT_MAX_IMAGE_BYTES = 512 * 1024 * 1024  # about 250 full-size 1408x640 PNGs, or thousands of uploads
 DEFAULT_MAX_TASK_BYTES = 256 * 1024 * 1024  # finished tasks' result items (inline images count)
-_GONE_REMEMBERED = 10_000  # UUIDs of evicted/expired images kept for their error message (~1 MB)
+_GONE_REMEMBERED = 4096  # UUIDs of evicted/expired images kept for their error message (~1 MB)
 
 
 class MemoryTaskStore(TaskStore):
@@ -73,7 +73,8 @@ class MemoryTaskStore(TaskStore):
         self._expiries: list[tuple[float, str]] = []  # a heap; entries of replaced or evicted images are stale
         self._uploads: dict[str, str] = {}  # content hash -> imageUUID
         self._upload_of: dict[str, str] = {}  # imageUUID -> content hash, to forget the upload with its image
-        self._gone: OrderedDict[str, str] = OrderedDict()  # imageUUID -> why it is gone
+        # imageUUID -> why it is gone ("evicted" or "expired") and when: the sentence is written only when asked for
+        self._gone: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     def __repr__(self) -> str:
         return (
@@ -120,7 +121,7 @@ class MemoryTaskStore(TaskStore):
     # -- images -------------------------------------------------------------------------------------------------------
     async def save_image(self, image_uuid: str, data: bytes, *, ttl: float) -> None:
         if image_uuid in self._images:
-            self._drop(image_uuid, why="")
+            self._drop(image_uuid, why=None)
         expires = self._clock() + ttl
         self._images[image_uuid] = StoredImage(data, expires)
         self._image_bytes += len(data)
@@ -130,21 +131,24 @@ class MemoryTaskStore(TaskStore):
         while len(self._images) > 1 and (
             self._image_bytes > self.max_image_bytes or len(self._images) > self.max_images
         ):
-            victim = next(iter(self._images))
-            self._drop(victim, why=self._evicted_note(victim))
+            self._drop(next(iter(self._images)), why=("evicted", self._clock()))
 
     async def get_image(self, image_uuid: str) -> StoredImage | None:
         stored = self._images.get(image_uuid)
         if stored is None:
             return None
         if stored.expires < self._clock():
-            self._drop(image_uuid, why=self._expired_note(image_uuid, stored.expires))
+            self._drop(image_uuid, why=("expired", stored.expires))
             return None
         self._images.move_to_end(image_uuid)  # used: the last to be evicted
         return stored
 
     async def why_missing(self, image_uuid: str) -> str:
-        return self._gone.get(image_uuid, "")
+        gone = self._gone.get(image_uuid)
+        if gone is None:
+            return ""
+        kind, when = gone
+        return self._evicted_note(image_uuid) if kind == "evicted" else self._expired_note(image_uuid, when)
 
     async def uploaded_image(self, content_hash: str) -> str | None:
         return self._uploads.get(content_hash)
@@ -169,13 +173,13 @@ class MemoryTaskStore(TaskStore):
             expires, image_uuid = heapq.heappop(self._expiries)
             stored = self._images.get(image_uuid)
             if stored is not None and stored.expires == expires:  # not a stale entry of a replaced image
-                self._drop(image_uuid, why=self._expired_note(image_uuid, expires))
+                self._drop(image_uuid, why=("expired", expires))
         if len(self._expiries) > 2 * len(self._images) + 64:  # stale entries pile up under eviction: rebuild
             self._expiries = [(image.expires, key) for key, image in self._images.items()]
             heapq.heapify(self._expiries)
 
     # -- internals ----------------------------------------------------------------------------------------------------
-    def _drop(self, image_uuid: str, *, why: str) -> None:
+    def _drop(self, image_uuid: str, *, why: tuple[str, float] | None) -> None:
         stored = self._images.pop(image_uuid)
         self._image_bytes -= len(stored.data)
         content_hash = self._upload_of.pop(image_uuid, None)
@@ -202,7 +206,7 @@ class MemoryTaskStore(TaskStore):
 
 
 def _size(task: TaskState) -> int:
-    """About how many bytes a finished task holds: its item and error texts (inline images dominate) plus a fixed
-    overhead per task. An estimate for the cap, not an exact measure."""
+    """About how many bytes a finished task holds: its item and error texts (inline images dominate) plus the
+    objects around them (measured with tracemalloc: ~1 KB for a task with one URL item). An estimate for the cap."""
     texts = sum(len(value) for item in task.items for value in item.values() if isinstance(value, str))
-    return 512 + texts + sum(len(error.message or "") for error in task.errors)
+    return 1024 + texts + sum(len(error.message or "") for error in task.errors)
