@@ -75,7 +75,7 @@ export class SpendStatus extends Widget {
     const budgetText = budgetUSD === null ? 'no budget set' : `budget ${fmt.usd(budgetUSD)} (${budgetScope})`;
     this.node.replaceChildren(text);
     if (over || near) {
-      this.node.append(el('span', 'knb-SpendStatus-flag', over ? ' over budget' : ' near budget'));
+      this.node.append(el('span', 'knb-SpendStatus-flag', over ? ' · over budget' : ' · near budget'));
     }
     this.node.title =
       `Spend from the run log (Kandinsky 5.0 Image Lite)\n` +
