@@ -164,8 +164,9 @@ def text_array(values: np.ndarray) -> Any:
     if getattr(text, "storage", None) == "pyarrow":
         import pyarrow as pa
 
-        # Straight into Arrow: pandas' own conversion first re-checks every value in Python-level C (2-3x slower).
-        return pd.array(pa.array(values, type=pa.large_string(), from_pandas=True), dtype=text)
+        # Straight into Arrow (None is null): pandas' own conversion first re-checks every value (2-3x slower), and
+        # from_pandas=True would test every value for NaN, which a TEXT column never holds (1.7x slower).
+        return pd.array(pa.array(values, type=pa.large_string()), dtype=text)
     return pd.array(values, dtype=text)
 
 
