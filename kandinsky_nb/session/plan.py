@@ -233,7 +233,9 @@ class SweepPlan:
         from tqdm.auto import tqdm
 
         demo = " (demo weights: noise)" if self.session.demo else ""
-        return tqdm(total=total, desc=f"sweep {self.name}{demo}", unit="cell", disable=not enabled, leave=True)
+        # Nothing to run (a finished sweep run again): no bar at all rather than an empty "0/0" one.
+        shown = enabled and total > 0
+        return tqdm(total=total, desc=f"sweep {self.name}{demo}", unit="cell", disable=not shown, leave=True)
 
     def run(
         self,

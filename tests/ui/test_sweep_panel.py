@@ -134,3 +134,12 @@ def test_an_engine_refusal_shows_under_the_scheduler_field(demo_session):
     panel.update(prompt="a red fox", schedulers=["Euler", "DDIM"])  # DDIM: not on the local engine
     assert panel.plan is None and "DDIM" in panel.problem_labels["scheduler"].value
     assert panel.problem_labels["general"].value == ""
+
+
+def test_running_a_finished_sweep_again_draws_no_empty_bar(demo_session, capsys):
+    plan = demo_session.sweep("a fox", name="fox-again", seed=[1, 2])
+    plan.run(progress=True)
+    assert "2/2" in capsys.readouterr().err  # the first run shows its bar
+    report = plan.run(progress=True)
+    # No bar at all (in a notebook tqdm draws an empty "0/0" widget; in a terminal "0cell [00:00, ?cell/s]").
+    assert report.skipped_done == 2 and "sweep fox-again" not in capsys.readouterr().err
