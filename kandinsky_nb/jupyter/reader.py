@@ -101,7 +101,10 @@ def _date_parameter(name: str, raw: str | None) -> str | None:
         moment = datetime.fromisoformat(raw)
     except ValueError:
         raise QueryParameterError(
-            name, raw, "an ISO 8601 date or datetime (2026-12-01 or 2026-12-01T13:00:00Z)", "Fix the date format."
+            name,
+            raw,
+            "an ISO 8601 date or datetime (2026-12-01 or 2026-12-01T13:00:00Z)",
+            f"Send {name}=2026-12-01, or omit it.",
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -140,7 +143,10 @@ class RunFilter:
         for status in statuses:
             if status not in STATUSES:
                 raise QueryParameterError(
-                    "status", status, f"one of {', '.join(STATUSES)} (several: comma-separated)", "Fix the status."
+                    "status",
+                    status,
+                    f"one of {', '.join(STATUSES)} (several: comma-separated)",
+                    "Send e.g. status=failed or status=ok,failed, or omit it.",
                 )
         text = (query.get("q") or "").strip() or None
         if text is not None and len(text) < MIN_PROMPT_MATCH:
