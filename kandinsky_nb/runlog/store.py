@@ -111,8 +111,11 @@ def _runs_upsert_sql(columns: Sequence[str]) -> str:
     names = ", ".join(f'"{c}"' for c in inserted)
     values = ", ".join(f":{c}" for c in inserted)
     updated = ", ".join(f'"{c}" = excluded."{c}"' for c in inserted if c not in _KEPT_ON_UPDATE)
+    # The id is given, not left to AUTOINCREMENT: SQLite draws an AUTOINCREMENT id before it finds the conflict, so
+    # every update would burn one and run numbers would skip (#1, #3, #5). Writes hold the database's write lock
+    # (BEGIN IMMEDIATE), so MAX(id) + 1 cannot be taken twice; MAX on the primary key reads one b-tree page.
     return (
-        f"INSERT INTO runs ({names}) VALUES ({values}) "
+        f'INSERT INTO runs ("id", {names}) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM runs), {values}) '
         f"ON CONFLICT (task_uuid, result_index) DO UPDATE SET {updated} RETURNING id"
     )
 

@@ -180,6 +180,16 @@ WRITER = textwrap.dedent(
 )
 
 
+def test_run_numbers_do_not_skip_when_a_row_is_updated(tmp_path):
+    # People refer to runs by number (#12 in the sidebar, the Gallery, `%knb show 12`): submitted -> ok must not burn one.
+    log = RunLog(tmp_path)
+    for seed in range(3):
+        req = request(seed=seed)
+        log.record_submitted(req, engine="runware", demo=False)
+        log.record_generation(generation(req))
+    assert list(log.df["id"]) == [1, 2, 3]
+
+
 def test_two_processes_writing_one_log_lose_no_row(tmp_path):
     RunLog(tmp_path).close()  # created up front so both writers only append
     count = 150
@@ -194,6 +204,7 @@ def test_two_processes_writing_one_log_lose_no_row(tmp_path):
         frame = log.df
     assert len(frame) == 2 * count
     assert frame["task_uuid"].is_unique
+    assert sorted(frame["id"]) == list(range(1, 2 * count + 1))  # no id taken twice, none skipped
     assert (frame["status"] == "ok").all()
     assert frame.groupby("sweep_id").size().to_dict() == {"a": count, "b": count}
 
