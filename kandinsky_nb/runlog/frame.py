@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import spec
+from ..errors import RunLogError
 
 if TYPE_CHECKING:
     import sqlite3
@@ -98,7 +99,7 @@ def read_frame(
         del rows, cells
         chunks.append(
             pd.DataFrame(
-                {name: _array(kinds.get(name, "float"), matrix[:, number]) for number, name in enumerate(names)}
+                {name: _column(name, kinds.get(name, "float"), matrix[:, number]) for number, name in enumerate(names)}
             )
         )
         del matrix
@@ -133,6 +134,28 @@ def with_analysis_columns(frame: pd.DataFrame, home: Path) -> pd.DataFrame:
 def _size_label(width: int, height: int) -> str | None:
     size = spec.size_for(width, height)
     return size.label if size else None
+
+
+# What each kind reads, for the error that names a value it cannot.
+_KIND_READS = {
+    "int": "integers",
+    "nullable_int": "integers or NULL",
+    "float": "numbers or NULL",
+    "time": "ISO 8601 times or NULL",
+    "flag": "0 or 1",
+    "text": "text or NULL",
+}
+
+
+def _column(name: str, kind: str, values: np.ndarray) -> Any:
+    try:
+        return _array(kind, values)
+    except (TypeError, ValueError, OverflowError) as exc:  # pyarrow's errors derive from these too
+        raise RunLogError(
+            f"the runs column {name!r} holds a value its declared type cannot read ({exc}); it holds "
+            f"{_KIND_READS[kind]}. Find the row with SELECT id, {name}, typeof({name}) FROM runs and correct it, or "
+            "restore the log from a backup."
+        ) from exc
 
 
 def _array(kind: str, values: np.ndarray) -> Any:

@@ -330,6 +330,18 @@ def test_the_sql_condition_escape_hatch_still_reads_typed_rows_with_scores(tmp_p
     assert frame["seed"].dtype == "Int64"
 
 
+def test_a_value_the_declared_type_cannot_read_is_named_with_the_fix(tmp_path):
+    log = RunLog(tmp_path)
+    ids = mixed_log(log)
+    with sqlite3.connect(log.path) as db:  # REAL affinity keeps a text that is not a number as text
+        db.execute("UPDATE runs SET cost_usd = 'about a cent' WHERE id = ?", (ids["fox1"],))
+    with pytest.raises(RunLogError) as caught:
+        log.dataframe()
+    assert "'cost_usd'" in str(caught.value) and "numbers or NULL" in str(caught.value)
+    assert "SELECT id, cost_usd, typeof(cost_usd) FROM runs" in str(caught.value)
+    assert len(log.query(sweep_id="owls")) == 2  # the rows around it still read
+
+
 def test_times_are_compared_in_utc(tmp_path):
     log = RunLog(tmp_path)
     mixed_log(log)
