@@ -730,6 +730,6 @@ def _time_split(generation: Generation, waited: float) -> str:
     """Where the wait went, when the engine measured it: a first run also loads the model (the run log keeps that
     apart, as ``load_s``), which is not what the next runs will take."""
     loading = generation.details.get("load_seconds")
-    if not isinstance(loading, int | float) or loading < 0.1:  # a loaded pipeline takes ~0 s here
+    if not isinstance(loading, int | float) or loading < 0.01:  # a loaded pipeline takes well under 1 ms
         return ""
     return f" ({format_seconds(loading)} of it loading the model, once per session)"
