@@ -163,10 +163,13 @@ def test_clip_score_is_stored_against_the_prompt(runs, tiny_clip):
 
 @pytest.mark.slow
 def test_a_demo_sweep_scores_and_says_its_scores_measure_noise(demo_backend, tmp_path):
-    with kandinsky_nb.Session(demo_backend, home=tmp_path / "home") as session:
+    session = kandinsky_nb.Session(demo_backend, home=tmp_path / "home")
+    try:
         plan = session.sweep(PROMPT, name="demo-fox", steps=[10, 20], seed=[1, 2])
         plan.run(progress=False)
         frame = score_sweep(session, "demo-fox")
+    finally:
+        session.runs.close()  # the backend is shared by the whole test session: Session.close() would close it
     assert len(frame) == 4 and frame["score_ssim"].notna().all() and frame["demo"].all()
     assert (frame.loc[frame["steps"] == 20, "score_ssim"] == 1.0).all()
     advice = recommend(frame, "ssim", 0.5)
