@@ -146,3 +146,13 @@ def test_replicas_on_one_redis_answer_each_others_tasks_images_and_uploads(redis
 
 def _uri() -> str:
     return "data:image/png;base64," + base64.b64encode(png(size=64)).decode()
+
+
+def test_serve_refuses_a_store_it_does_not_know_before_loading_anything() -> None:
+    from click.testing import CliRunner
+
+    from kandinsky_nb.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--store", "memcached://127.0.0.1:11211"])
+    assert result.exit_code == 2
+    assert "memcached" in result.output and "redis://127.0.0.1:6379/0" in result.output
