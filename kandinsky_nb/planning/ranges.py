@@ -106,9 +106,15 @@ def parse_range(text: str, axis: str = "value") -> list[Decimal] | None:
     return [start + step * i for i in range(count)]
 
 
-def _split_csv(text: str) -> list[str]:
-    rows = list(csv.reader([text], skipinitialspace=True))
-    return [item.strip() for item in rows[0] if item.strip()] if rows else []
+def _split_csv(text: str, axis: str) -> list[str]:
+    """The comma-separated items of one axis string; line breaks separate items too (a list pasted one per line)."""
+    try:
+        rows = list(csv.reader(text.splitlines() or [""], skipinitialspace=True, strict=True))
+    except csv.Error as exc:
+        raise SweepError(
+            f"axis {axis!r}: {text!r} is not a comma-separated list ({exc}); quote an item that holds a comma"
+        ) from None
+    return [item.strip() for row in rows for item in row if item.strip()]
 
 
 def _as_int(value: Decimal, axis: str, original: Any, *, rounding: bool) -> int:
@@ -143,7 +149,7 @@ def _numbers(item: Any, kind: AxisKind, axis: str) -> list[int | float]:
     if not isinstance(item, str):
         raise SweepError(f"axis {axis!r} takes numbers or range strings, not {type(item).__name__} {item!r}")
     out: list[int | float] = []
-    for piece in _split_csv(item):
+    for piece in _split_csv(item, axis):
         expanded = parse_range(piece, axis)
         counted = expanded is not None and "[" in piece
         decimals = expanded if expanded is not None else [_decimal(piece, axis)]
@@ -157,7 +163,7 @@ def _bool(item: Any, axis: str) -> list[bool]:
         return [item]
     if isinstance(item, str):
         out = []
-        for piece in _split_csv(item):
+        for piece in _split_csv(item, axis):
             lowered = piece.lower()
             if lowered not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
                 raise SweepError(f"axis {axis!r} takes true/false, not {piece!r}")
@@ -185,7 +191,7 @@ def parse_axis_values(axis: str, values: Any, kind: AxisKind) -> list[Any]:
         elif kind == "bool":
             out.extend(_bool(item, axis))
         elif kind == "choice":
-            out.extend(_split_csv(item) if isinstance(item, str) else [item])
+            out.extend(_split_csv(item, axis) if isinstance(item, str) else [item])
         else:
             out.append(item)
         if len(out) > MAX_VALUES_PER_AXIS:
