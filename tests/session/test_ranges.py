@@ -99,5 +99,5 @@ def test_line_breaks_separate_values_and_a_broken_quote_is_the_toolkits_error():
     # Found by the fuzz: a newline reached the csv module, whose own error escaped.
     assert parse_axis_values("steps", "10\n20, 30", "int") == [10, 20, 30]
     assert parse_axis_values("CFGScale", "\n5", "float") == [5.0]
-    with pytest.raises(SweepError, match="'scheduler'.*not a comma-separated list"):
+    with pytest.raises(SweepError, match=r"'scheduler'.*not a comma-separated list"):
         parse_axis_values("scheduler", '"Euler', "choice")
