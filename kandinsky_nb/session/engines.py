@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .. import settings
 from ..backends.base import Backend
 from ..errors import ConfigurationError
+from ..types import ImageInferenceRequest
 
 __all__ = ["ENGINE_NAMES", "choose_engine", "open_backend"]
 
@@ -49,9 +50,11 @@ def open_backend(
     home: str | os.PathLike[str] | None = None,
     api_key: object = None,
     base_url: str | None = None,
+    expected_latency: Callable[[ImageInferenceRequest], float | None] | None = None,
     **options: Any,
 ) -> Backend:
-    """A Backend instance for ``engine`` (an instance passes through)."""
+    """A Backend instance for ``engine`` (an instance passes through). ``expected_latency`` tells the Runware engine
+    when a task should finish, so async delivery polls around then instead of on a fixed schedule."""
     if engine is not None and not isinstance(engine, str):
         if not isinstance(engine, Backend):
             raise ConfigurationError(
@@ -62,7 +65,7 @@ def open_backend(
     if name == "runware":
         from ..backends.runware import RunwareBackend
 
-        return RunwareBackend(api_key=api_key, base_url=base_url, **options)
+        return RunwareBackend(api_key=api_key, base_url=base_url, expected_latency=expected_latency, **options)
     from ..backends.local import LocalBackend
 
     if name == "local":

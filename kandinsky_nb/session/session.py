@@ -108,7 +108,9 @@ class Session:
                 f"home={str(home)!r} cannot be used as the run-log folder ({exc.strerror or exc}); give a folder you "
                 "can create and write (home=, or $KANDINSKY_NB_HOME)"
             ) from exc
-        self.backend: Backend = open_backend(engine, home=home, api_key=api_key, base_url=base_url)
+        self.backend: Backend = open_backend(
+            engine, home=home, api_key=api_key, base_url=base_url, expected_latency=self._expected_seconds
+        )
         try:
             self.runs = RunLog(home)
         except BaseException:
@@ -142,6 +144,14 @@ class Session:
         self.backend.check(request)
 
     # -- cost and time --------------------------------------------------------------------------------------------
+    def _expected_seconds(self, request: ImageInferenceRequest) -> float | None:
+        """When a request should finish, from this engine's logged latencies (None until enough are logged): the
+        Runware engine's first poll of an async task goes out then."""
+        try:
+            return self.cost_model().seconds(request)
+        except RunLogError:
+            return None  # no estimate is no reason to fail a request: the engine polls on its default schedule
+
     def cost_model(self) -> CostModel:
         """The cost and latency model of this engine's logged runs (list price until enough are logged), refitted
         when the log has grown. Every estimate the session, its sweeps and its panels show comes from it."""

@@ -206,3 +206,16 @@ def test_a_task_the_server_lost_is_sent_again_with_the_same_task_uuid() -> None:
     assert [purpose for purpose, _ in sent] == ["submit", "poll", "submit", "poll"]
     assert {uuid for _, uuids in sent for uuid in uuids} == {req.taskUUID}
     assert generation.details["submits"] == 2 and generation.details["retries"] == 1
+
+
+def test_a_session_hands_its_fitted_latency_to_the_runware_engine(poll_log, tmp_path) -> None:
+    # The Session is what knows this engine's latencies (its run log); the Runware engine polls by them.
+    from kandinsky_nb.session import Session
+
+    with Session(engine="runware", api_key=KEY, base_url=poll_log.url, home=tmp_path / "home") as session:
+        expected_latency = session.backend.config.expected_latency
+        assert expected_latency is not None
+        assert expected_latency(request()) is None  # nothing logged yet: the engine keeps its default schedule
+        for seed in range(10):
+            session.generate(request=request(seed=seed))
+        assert expected_latency(request()) == pytest.approx(LATENCY, rel=0.5)
