@@ -100,7 +100,7 @@ def local_vs_cloud(
     rows = _ok(frame, "local").copy()
     if gpu_hourly_usd is not None:
         seconds = rows["gpu_seconds"].fillna(rows["latency_s"] / rows["number_results"].clip(lower=1))
-        rows["local_usd"] = seconds * gpu_hourly_usd / 3600
+        rows["local_usd"] = pricing.gpu_cost_usd(seconds, gpu_hourly_usd)
     else:
         rows["local_usd"] = rows["cost_usd"]
     if cloud is not None and cloud.usable:

@@ -29,6 +29,7 @@ __all__ = [
     "fit_cost",
     "fit_latency",
     "fit_linear",
+    "gpu_cost_usd",
     "list_price",
     "megapixel_steps",
     "work_units",
@@ -49,6 +50,12 @@ def work_units(request: ImageInferenceRequest) -> float:
     """Megapixel-steps x images of a request: what its time and price scale with."""
     steps = request.effective("steps")
     return float(megapixel_steps(request.width, request.height, steps)) * request.effective("numberResults")
+
+
+def gpu_cost_usd(seconds: Any, hourly_usd: float) -> Any:
+    """What GPU time costs: measured seconds times an hourly rate (a number, or elementwise for a pandas Series).
+    The local engine prices its runs with it and the analysis re-prices logged runs with it, so they agree."""
+    return seconds * hourly_usd / 3600
 
 
 def list_price(request: ImageInferenceRequest) -> float:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import BackendError, ConfigurationError, KandinskyNBError
+from ...planning.pricing import gpu_cost_usd
 from ...types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult
 from ..base import Backend
 from .caches import CacheRun
@@ -283,7 +284,7 @@ class LocalBackend(Backend):
             taskUUID=request.taskUUID,
             imageUUID=str(uuid.uuid4()),
             seed=seed,
-            cost=seconds * self.gpu_hourly_usd / 3600,
+            cost=gpu_cost_usd(seconds, self.gpu_hourly_usd),
             **result_fields(request.effective("outputType"), output_format, data),
         )
         return GeneratedImage(result=result, data=data)
