@@ -7,10 +7,16 @@ default, so callers never probe an engine with ``getattr`` and fakes implement o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from ..types import Generation, ImageInferenceRequest
+
+#: ``on_step(step, total, preview)``: ``step`` denoising steps of ``total`` are done, counted over every image of the
+#: request; ``preview`` is a small PIL RGB image of the image forming (every few steps), else None. It is called on the
+#: thread that generates (a worker thread under ``agenerate``); an exception it raises stops the run.
+StepCallback = Callable[[int, int, Any], None]
 
 
 class Backend:
@@ -36,6 +42,15 @@ class Backend:
     async def agenerate(self, request: ImageInferenceRequest) -> Generation:
         """Default: the sync method in a worker thread, so an event loop (Jupyter's) is never blocked."""
         return await asyncio.to_thread(self.generate, request)
+
+    # -- one request, step by step ------------------------------------------------------------------------------
+    def generate_with_progress(self, request: ImageInferenceRequest, on_step: StepCallback | None) -> Generation:
+        """:meth:`generate`, calling ``on_step`` after each denoising step. Default: the engine cannot report steps
+        (a cloud task is one answer), so it generates and never calls ``on_step``; callers need not ask which."""
+        return self.generate(request)
+
+    async def agenerate_with_progress(self, request: ImageInferenceRequest, on_step: StepCallback | None) -> Generation:
+        return await self.agenerate(request)
 
     # -- several requests -------------------------------------------------------------------------------------
     def generate_many(self, requests: Sequence[ImageInferenceRequest]) -> list[Generation | Exception]:

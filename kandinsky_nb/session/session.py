@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import settings
-from ..backends.base import Backend
+from ..backends.base import Backend, StepCallback
 from ..errors import (
     APIConnectionError,
     APIError,
@@ -241,13 +241,19 @@ class Session:
         *,
         request: ImageInferenceRequest | None = None,
         cell: CellRef | None = None,
+        on_step: StepCallback | None = None,
         **fields: Any,
     ) -> Generation:
         """Run one request on the engine and log it (``cell``: the sweep cell it belongs to). Raises the engine's
-        error after logging it as failed."""
+        error after logging it as failed. ``on_step(step, total, preview)``: called after each denoising step by an
+        engine that can report them (the local one, with a latent preview every few steps); others never call it."""
         attempt = self._begin(build_request(prompt, request=request, **fields), cell)
         try:
-            generation = self.backend.generate(attempt.request)
+            generation = (
+                self.backend.generate(attempt.request)
+                if on_step is None
+                else self.backend.generate_with_progress(attempt.request, on_step)
+            )
         except BaseException as error:
             self._fail(attempt, error)
             raise
@@ -259,12 +265,17 @@ class Session:
         *,
         request: ImageInferenceRequest | None = None,
         cell: CellRef | None = None,
+        on_step: StepCallback | None = None,
         **fields: Any,
     ) -> Generation:
-        """The async twin of :meth:`generate`."""
+        """The async twin of :meth:`generate` (``on_step`` is called on the engine's worker thread)."""
         attempt = await self._abegin(build_request(prompt, request=request, **fields), cell)
         try:
-            generation = await self.backend.agenerate(attempt.request)
+            generation = await (
+                self.backend.agenerate(attempt.request)
+                if on_step is None
+                else self.backend.agenerate_with_progress(attempt.request, on_step)
+            )
         except BaseException as error:
             self._fail(attempt, error)
             raise

@@ -19,7 +19,7 @@ from typing import Any
 from ...errors import BackendError, ConfigurationError, KandinskyNBError
 from ...planning.pricing import gpu_cost_usd
 from ...types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult
-from ..base import Backend
+from ..base import Backend, StepCallback
 from .caches import CacheRun
 from .demo_weights import build_demo_weights
 from .lora import LoraRun
@@ -34,6 +34,7 @@ from .pipelines import (
     start_part_way,
 )
 from .plan import DEMO_SCALE, RunPlan, image_seeds, pipeline_call, plan_request, rendered_sizes, result_fields
+from .progress import StepReporter
 from .stack import ENGINE, import_local_stack
 from .weights import resolve_weights
 
@@ -177,6 +178,15 @@ class LocalBackend(Backend):
         plan_request(request)
 
     def generate(self, request: ImageInferenceRequest) -> Generation:
+        return self.generate_with_progress(request, None)
+
+    async def agenerate_with_progress(self, request: ImageInferenceRequest, on_step: StepCallback | None) -> Generation:
+        # The pipeline runs in a worker thread, so on_step is called there (the caller hops to its own loop).
+        return await asyncio.to_thread(self.generate_with_progress, request, on_step)
+
+    def generate_with_progress(self, request: ImageInferenceRequest, on_step: StepCallback | None) -> Generation:
+        """:meth:`generate`, calling ``on_step(step, total, preview)`` after each denoising step of each image, with a
+        latent preview (a PIL image, an eighth of the size a side) every few steps; see :mod:`.progress`."""
         plan = plan_request(request)
         torch, _ = import_local_stack()
         seeds = image_seeds(request.seed, request.effective("numberResults"))
@@ -189,7 +199,8 @@ class LocalBackend(Backend):
         started = time.perf_counter()
         with self._lock:
             try:
-                run = self._run(torch, plan, call, seeds, source)
+                reporter = StepReporter(on_step, len(seeds)) if on_step is not None else None
+                run = self._run(torch, plan, call, seeds, source, reporter)
             except KandinskyNBError:
                 raise
             except Exception as exc:
@@ -209,7 +220,15 @@ class LocalBackend(Backend):
             details=self._details(plan, run, call, seeds, seconds),
         )
 
-    def _run(self, torch: Any, plan: RunPlan, call: dict[str, Any], seeds: list[int], source: Any) -> _Run:
+    def _run(
+        self,
+        torch: Any,
+        plan: RunPlan,
+        call: dict[str, Any],
+        seeds: list[int],
+        source: Any,
+        reporter: StepReporter | None = None,
+    ) -> _Run:
         """The pipeline calls of one request, one per seed, each timed. Call under the lock."""
         loading = time.perf_counter()
         pipe = self.pipeline(plan.kind)
@@ -229,10 +248,10 @@ class LocalBackend(Backend):
                 if plan.cache is not None:
                     steps, guidance = call["num_inference_steps"], call["guidance_scale"]
                     with CacheRun(pipe, plan.cache, steps, guidance, first_step=plan.start_step) as cache:
-                        image = run_seeded(torch, pipe, seed, self.device, image_call, self.cpu_threads)
+                        image = run_seeded(torch, pipe, seed, self.device, image_call, self.cpu_threads, reporter)
                     run.cache_stats.append(cache.stats())
                 else:
-                    image = run_seeded(torch, pipe, seed, self.device, image_call, self.cpu_threads)
+                    image = run_seeded(torch, pipe, seed, self.device, image_call, self.cpu_threads, reporter)
                 run.images.append((seed, image, time.perf_counter() - t0))
         return run
 

@@ -108,11 +108,18 @@ def build_scheduler(choice: SchedulerChoice, checkpoint_config: dict[str, Any]) 
 
 # -- running ----------------------------------------------------------------------------------------------------------
 def run_seeded(
-    torch: Any, pipe: Any, seed: int, device: str, call: dict[str, Any], cpu_threads: int | None = None
+    torch: Any,
+    pipe: Any,
+    seed: int,
+    device: str,
+    call: dict[str, Any],
+    cpu_threads: int | None = None,
+    on_step_end: Any = None,
 ) -> Any:
     """One pipeline call made reproducible: the initial noise comes from a generator seeded with ``seed``, and the
     global RNG (which stochastic samplers draw from, because the pipeline never hands them the generator) is seeded
-    too, inside ``fork_rng`` so the caller's global random state is left as it was."""
+    too, inside ``fork_rng`` so the caller's global random state is left as it was. ``on_step_end``: diffusers'
+    ``callback_on_step_end`` (a :class:`~.progress.StepReporter`), or None."""
     devices = [torch.device(device)] if device.startswith("cuda") else []
     threads_before = torch.get_num_threads()
     if cpu_threads:
@@ -121,7 +128,8 @@ def run_seeded(
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             generator = torch.Generator(device="cpu").manual_seed(seed)
-            return pipe(generator=generator, output_type="pil", **call).image[0]
+            progress = {"callback_on_step_end": on_step_end} if on_step_end is not None else {}
+            return pipe(generator=generator, output_type="pil", **call, **progress).image[0]
     finally:
         if cpu_threads:
             torch.set_num_threads(threads_before)
