@@ -21,12 +21,17 @@ __all__ = [
     "DEMO_NOTE",
     "STYLE",
     "THUMBNAIL_SIDE",
+    "ComparedRun",
     "ImageInfo",
+    "differing_fields",
     "engine_label",
     "format_seconds",
     "format_usd",
+    "html_from_code",
+    "html_from_comparison",
     "html_from_engine",
     "html_from_error",
+    "html_from_file_link",
     "html_from_generation",
     "html_from_image",
     "html_from_params",
@@ -77,6 +82,13 @@ STYLE = """<style>
 .knb-panel .jupyter-widget-image{max-width:100%;height:auto}
 .knb-panel .jupyter-widget-html-content{white-space:normal;overflow-wrap:anywhere;line-height:1.4}
 .knb-scroll{overflow:auto;max-width:100%}
+.knb-compare-table th,.knb-compare-table td{padding:2px 6px;font-size:12px;vertical-align:top;text-align:left;
+ overflow-wrap:anywhere;max-width:320px}
+.knb-compare-image{max-width:100%;height:auto;border:1px solid var(--jp-border-color1,#bdbdbd)}
+.knb-differs th,.knb-differs td{background:var(--jp-warn-color3,#ffe0b2);color:var(--md-grey-900,#212121)}
+.knb-outcome th,.knb-outcome td{color:var(--jp-ui-font-color2,#616161)}
+.knb-code-block pre{max-height:240px}
+.knb-copy{font-size:12px;margin:2px 0 4px 6px;cursor:pointer}
 @keyframes knb-busy{from{margin-left:-30%}to{margin-left:100%}}
 .knb-busy .progress{overflow:hidden}
 .knb-busy .progress-bar{width:30% !important;animation:knb-busy 1.4s linear infinite}
@@ -266,3 +278,115 @@ def _shorten_image(key: str, value: Any) -> Any:
     if key == "referenceImages" and isinstance(value, list):
         return [_shorten_image("seedImage", item) for item in value]
     return value
+
+
+# -- the run viewer and comparisons --------------------------------------------------------------------------------
+
+# A copy button with no script tag: an inline handler (which widget HTML and Voila keep) copies the code block beside
+# it, through the Clipboard API where the page is a secure context (localhost, https) and a selection otherwise.
+_COPY_HANDLER = (
+    "var p=this.parentElement.querySelector('pre');var t=p.textContent;var b=this;"
+    "function ok(){b.textContent='Copied';setTimeout(function(){b.textContent='Copy';},1500);}"
+    "if(navigator.clipboard&&window.isSecureContext){navigator.clipboard.writeText(t).then(ok);}"
+    "else{var r=document.createRange();r.selectNodeContents(p);var s=window.getSelection();s.removeAllRanges();"
+    "s.addRange(r);document.execCommand('copy');ok();}"
+)
+
+
+def html_from_code(code: str, *, title: str = "Copy as code") -> str:
+    """A block of Python with a Copy button (the code stays selectable where the clipboard is not allowed)."""
+    return (
+        f'<div class="knb-code-block"><b>{html.escape(title)}</b> '
+        f'<button class="knb-copy" type="button" title="copy this code to the clipboard" '
+        f'onclick="{html.escape(_COPY_HANDLER)}">Copy</button>'
+        f'<pre class="knb-json">{html.escape(code)}</pre></div>'
+    )
+
+
+def html_from_file_link(path: str, *, label: str = "open the file") -> str:
+    """A link to an image file on this machine (``file://``, opened by the browser where it may) and its path as text
+    to copy, for front ends that block file links."""
+    from pathlib import Path
+
+    target = Path(path)
+    href = target.as_uri() if target.is_absolute() else path
+    return (
+        f'<span class="knb-file-link"><a href="{html.escape(href)}" target="_blank" rel="noopener">'
+        f"{html.escape(label)}</a> <code>{html.escape(path)}</code></span>"
+    )
+
+
+def differing_fields(params: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The fields whose values are not the same in every mapping (a field missing from one counts as differing), in
+    the order they first appear."""
+    order: dict[str, None] = {}
+    for mapping in params:
+        order.update(dict.fromkeys(mapping))
+    missing = object()
+    return [key for key in order if len({_comparable(p.get(key, missing)) for p in params}) > 1]
+
+
+def _comparable(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str) if not isinstance(value, str) else value
+
+
+class ComparedRun(NamedTuple):
+    """One run in a comparison: its title, its image's encoded bytes (None: no image), the parameters compared, and
+    what it came to (cost, time: shown, never marked as a difference)."""
+
+    title: str
+    image: bytes | None
+    params: Mapping[str, Any]
+    outcome: Mapping[str, Any] = {}
+    demo: bool = False
+
+
+def html_from_comparison(runs: Sequence[ComparedRun], *, max_side: int = THUMBNAIL_SIDE) -> str:
+    """Runs side by side: their images in one row, then a table of their parameters with every field that differs
+    between them marked (``knb-differs``), then what each came to. Aspect is kept; images are thumbnails."""
+    if not runs:
+        return '<span class="knb-muted">Nothing to compare yet: add runs with Compare.</span>'
+    differing = set(differing_fields([run.params for run in runs]))
+    keys: dict[str, None] = {}
+    for run in runs:
+        keys.update(dict.fromkeys(run.params))
+    outcome_keys: dict[str, None] = {}
+    for run in runs:
+        outcome_keys.update(dict.fromkeys(run.outcome))
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "—"
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        return html.escape(_shorten(text, 300))
+
+    head = "".join(f"<th>{html.escape(run.title)}</th>" for run in runs)
+    images = []
+    for run in runs:
+        if run.image is None:
+            images.append('<td class="knb-muted">no image</td>')
+            continue
+        small, fmt = thumbnail(run.image, max_side)
+        note = '<br><span class="knb-demo">demo weights: noise</span>' if run.demo else ""
+        images.append(
+            f'<td><img class="knb-compare-image" src="{data_uri(small, fmt)}" alt="{html.escape(run.title)}"/>{note}</td>'
+        )
+    rows = []
+    for key in keys:
+        marked = key in differing
+        row_class = ' class="knb-differs"' if marked else ""
+        sign = ' <span title="differs between these runs">≠</span>' if marked else ""
+        values = "".join(f"<td>{cell(run.params.get(key))}</td>" for run in runs)
+        rows.append(f"<tr{row_class}><th>{html.escape(key)}{sign}</th>{values}</tr>")
+    for key in outcome_keys:
+        values = "".join(f"<td>{cell(run.outcome.get(key))}</td>" for run in runs)
+        rows.append(f'<tr class="knb-outcome"><th>{html.escape(key)}</th>{values}</tr>')
+    count = len(differing)
+    summary = f"{len(runs)} runs · <b>{count}</b> parameter{'s' if count != 1 else ''} differ" + (
+        f": {html.escape(', '.join(sorted(differing)))}" if differing else " (the same request)"
+    )
+    return (
+        f'<div class="knb-compare"><div class="knb-compare-summary">{summary}</div><div class="knb-scroll">'
+        f'<table class="knb-compare-table"><tr><th></th>{head}</tr><tr><th></th>{"".join(images)}</tr>'
+        f"{''.join(rows)}</table></div></div>"
+    )

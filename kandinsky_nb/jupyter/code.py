@@ -1,37 +1,10 @@
-"""The Python code that reproduces a logged run: pure text from a run's row, shared by the sidebar's "insert code"
-action (through the server extension) and ``%knb code``."""
+"""The Python code that reproduces a logged run, for the sidebar's "insert code" action and ``%knb code``.
+
+The builder itself is pure and lives in :mod:`kandinsky_nb.planning.code`, below the panels, which offer the same code
+in their run viewer without importing jupyter_server."""
 
 from __future__ import annotations
 
-import pprint
-from typing import Any
+from ..planning.code import reproduce_code
 
 __all__ = ["reproduce_code"]
-
-
-def _engine_argument(run: dict[str, Any]) -> str:
-    # The demo engine logs itself as "local" with demo=1; reopening it needs the name Session knows it by.
-    return "demo" if run.get("demo") else str(run["engine"])
-
-
-def reproduce_code(run: dict[str, Any]) -> str:
-    """A cell that sends the run's exact request again on the same engine and shows the result.
-
-    ``run`` is a row as :meth:`RunLogReader.run` returns it (``request`` parsed). The taskUUID is dropped (a new
-    task gets a new one, and reusing it would overwrite the original's row in the log); the seed is the one the
-    engine used, so a seeded engine regenerates the same pixels even when the original request left it random.
-    """
-    request = {k: v for k, v in (run.get("request") or {}).items() if k not in ("taskUUID", "taskType")}
-    if run.get("seed") is not None:
-        request["seed"] = run["seed"]
-    engine = _engine_argument(run)
-    literal = pprint.pformat(request, indent=4, width=100, sort_dicts=False)
-    return (
-        "import kandinsky_nb as knb\n"
-        "\n"
-        f"# Reproduces run {run['id']} ({engine} engine, {run.get('created_utc', '')}): the same request, a new taskUUID.\n"
-        f"session = knb.Session(engine={engine!r})\n"
-        f"request = knb.ImageInferenceRequest(**{literal})\n"
-        "generation = session.generate(request=request)\n"
-        "generation"
-    )
