@@ -19,11 +19,12 @@ import ipywidgets as widgets
 from .. import spec
 from ..analysis.quality import score_caption
 from ..errors import ConfigurationError
-from ..html import DEMO_NOTE, STYLE, format_seconds, format_usd, html_from_params, thumbnail
-from ..types import ImageInferenceRequest
+from ..html import DEMO_NOTE, STYLE, thumbnail
 from ._common import ErrorArea, css, run_in_background
 from .binding import FormBinding
 from .scores import NEWEST_FIRST, score_images, scored_metrics, sort_by_score
+from .viewer import RunViewer, request_from_row
+from .viewer import plain_value as _plain
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,17 +80,6 @@ def select_rows(
     newest_first = with_images.iloc[::-1]
     ordered = sort_by_score(newest_first, sort_by) if sort_by else newest_first
     return ordered.iloc[page * limit : (page + 1) * limit], failed, len(ordered)
-
-
-def request_from_row(row: Any) -> ImageInferenceRequest:
-    """The request that reproduces a logged image: its exact request JSON with the image's own seed fixed (so "reuse"
-    gives the same image, not a new random one) and a fresh taskUUID."""
-    wire = json.loads(row["request_json"])
-    wire.pop("taskUUID", None)
-    seed = row.get("seed") if hasattr(row, "get") else row["seed"]
-    if seed is not None and seed == seed:  # NaN from pandas means "no seed"
-        wire["seed"] = int(seed)
-    return ImageInferenceRequest.model_validate(wire)
 
 
 class Gallery(widgets.VBox):
@@ -173,49 +163,19 @@ class Gallery(widgets.VBox):
             ),
             "knb-gallery-grid",
         )
-        # In a flex row an <img> is stretched to the row's height unless told otherwise (a 1280x768 image drawn at
-        # 160x374): keep its own aspect, at most 512 px wide and never wider than the panel.
-        self.detail_image = css(
-            widgets.Image(
-                format="png",
-                layout=widgets.Layout(
-                    max_width="min(512px, 100%)",
-                    width="auto",
-                    height="auto",
-                    object_fit="contain",
-                    align_self="flex-start",
-                ),
-            ),
-            "knb-detail-image",
-        )
-        self.detail_params = css(widgets.HTML(""), "knb-detail-params")
-        self.reuse_button = css(
-            widgets.Button(
-                description="Reuse these parameters",
-                icon="share",
-                disabled=True,
-                layout=widgets.Layout(width="240px"),
-                tooltip="fill the GeneratePanel with this image's request, its seed included",
-            ),
-            "knb-reuse",
-        )
-        self.panel_area = widgets.VBox([])
-        self.detail = css(
-            widgets.VBox(
-                [
-                    widgets.HBox([self.detail_image, self.detail_params], layout=widgets.Layout(flex_flow="row wrap")),
-                    self.reuse_button,
-                    self.panel_area,
-                ]
-            ),
-            "knb-gallery-detail",
-        )
+        # The opened run: the run viewer (full image, parameters, Reuse, Re-run, Compare, copy as code). Reuse fills
+        # the gallery's GeneratePanel, or one opened under the viewer.
+        self.viewer = css(RunViewer(self._session, runs=self._log, open_panel=self._reuse_target), "knb-gallery-detail")
+        self.viewer.on_run(lambda _row: self.errors.guard("Refresh")(self.refresh)())  # a re-run's image joins
+        self.viewer.on_close(self._viewer_closed)
+        # The names the detail had before the viewer, kept for code that uses them.
+        self.detail, self.detail_image, self.detail_params = self.viewer, self.viewer.image, self.viewer.params
+        self.reuse_button, self.panel_area = self.viewer.reuse_button, self.viewer.panel_area
         self.refresh_button.on_click(self.errors.guard("Refresh")(lambda _b: self.refresh()))
         self.score_button.on_click(self.errors.guard("Score")(lambda _b: self.score()))
         self.previous_button.on_click(self.errors.guard("Newer")(lambda _b: self.show_page(self.state.page - 1)))
         self.next_button.on_click(self.errors.guard("Older")(lambda _b: self.show_page(self.state.page + 1)))
         self.query_box.observe(self.errors.guard("Query")(self._on_query), names="value")
-        self.reuse_button.on_click(self.errors.guard("Reuse")(lambda _b: self.reuse()))
         super().__init__(
             children=[
                 widgets.HTML(STYLE),
@@ -236,7 +196,6 @@ class Gallery(widgets.VBox):
             **box_kwargs,
         )
         css(self, "knb-panel", "knb-gallery")
-        self.detail.layout.display = "none"  # until an image is opened
         if panel is not None:
             # New images from that panel appear here without a click on Refresh.
             panel.on_generation(lambda _generation: self.errors.guard("Refresh")(self.refresh)())
@@ -290,33 +249,34 @@ class Gallery(widgets.VBox):
         self.refresh()
 
     def select(self, row_id: int) -> None:
-        """Open one image: full size, its parameters, and the Reuse button."""
+        """Open one image in the run viewer: full size, its parameters, and its actions (Reuse, Re-run, Compare)."""
         row = self._rows[row_id]
         self.state.selected_id = row_id
-        self.detail_image.value = Path(row["image_path"]).read_bytes()
-        self.detail_image.format = str(row.get("image_format") or "png").lower().replace("jpg", "jpeg")
-        self.detail_params.value = html_from_params(detail_params(row_id, row))
-        self.reuse_button.disabled = False
-        self.detail.layout.display = None
+        self.viewer.show(row)
 
     def close(self) -> None:
         """Close the opened image."""
         self.state.selected_id = None
-        self.reuse_button.disabled = True
-        self.detail.layout.display = "none"
+        if self.viewer.run is not None:
+            self.viewer.close()
 
     def reuse(self) -> GeneratePanel:
         """Put the opened image's parameters (seed included) into the GeneratePanel, opening one if needed."""
         if self.state.selected_id is None:
             raise ConfigurationError("no image is open; click a thumbnail's button first, then Reuse.")
-        request = request_from_row(self._rows[self.state.selected_id])
+        return self.viewer.reuse()
+
+    def _reuse_target(self) -> GeneratePanel:
+        # Where the viewer's Reuse goes: the gallery's panel, or one opened under the viewer on first use.
         if self.panel is None:
             from .generate import GeneratePanel
 
             self.panel = GeneratePanel(self._session)
             self.panel_area.children = [self.panel]
-        self.panel.load_request(request)
         return self.panel
+
+    def _viewer_closed(self) -> None:
+        self.state.selected_id = None
 
     # -- internals ---------------------------------------------------------------------------------------------
     def score(self) -> asyncio.Task[None] | None:
@@ -437,60 +397,12 @@ def tile_caption(row: Any) -> str:
     return " · ".join(parts)
 
 
-def format_created(value: Any) -> str:
-    """A logged UTC timestamp as ``2026-12-01 13:30:12 UTC`` (— when missing)."""
-    value = _plain(value)
-    if value is None or value == "":
-        return "—"
-    import pandas as pd
-
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        return str(value)
-    stamp = stamp.tz_convert("UTC") if stamp.tzinfo is not None else stamp
-    return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def detail_params(row_id: int, row: Any) -> dict[str, Any]:
-    """The opened image's facts, formatted for people (money as dollars, times as seconds, dates as dates)."""
-    params: dict[str, Any] = {
-        "row": row_id,
-        "engine": row.get("engine"),
-        "seed": _plain(row.get("seed")),
-        "cost": format_usd(_plain(row.get("cost_usd"))),
-        "latency": format_seconds(_plain(row.get("latency_s"))),
-    }
-    gpu_seconds = _plain(row.get("gpu_seconds"))
-    if gpu_seconds is not None:
-        params["GPU time"] = format_seconds(gpu_seconds)
-    params["created"] = format_created(row.get("created_utc"))
-    params["sweep"] = _plain(row.get("sweep_id")) or "—"
-    params["request"] = json.loads(row["request_json"])
-    if bool(row.get("demo")):
-        params["note"] = DEMO_NOTE
-    return params
-
-
 def _defaulted(row: Any) -> list[str]:
     """The fields a logged run left to the model (the run log's ``defaulted`` column; empty when not recorded)."""
     text = _plain(row.get("defaulted"))
     if not text:
         return [] if _plain(row.get("scheduler")) else ["scheduler"]  # a log from before the column: NULL = default
     return list(json.loads(text))
-
-
-def _plain(value: Any) -> Any:
-    """A pandas scalar as plain Python (NaN -> None), for display."""
-    if value is None:
-        return None
-    try:
-        if value != value:  # NaN
-            return None
-    except (TypeError, ValueError):
-        return value
-    item = getattr(value, "item", None)
-    return item() if callable(item) else value
 
 
 def _run_log_of(source: Any) -> Any:
