@@ -147,6 +147,8 @@ class GeneratePanel(widgets.VBox):
         self.binding: FormBinding[st.GenerateState] = FormBinding(
             lambda: self.state, self._on_edit, wrap=self.errors.guard("Generate form")
         )
+        # A preview that cannot be drawn is shown as an error and never stops the run it reports on.
+        self._on_step_guarded = self.errors.guard("live progress")(self._on_step)
 
         self.controls: dict[str, widgets.Widget] = {}
         self._problem_labels: dict[str, widgets.HTML] = {}
@@ -400,6 +402,16 @@ class GeneratePanel(widgets.VBox):
             widgets.Textarea(layout=widgets.Layout(width="100%", height="180px"), disabled=False), "knb-code"
         )
         self.results = css(widgets.HTML(""), "knb-results")
+        # The live preview the local engine sends every few steps, shown only while a run is going.
+        self.preview_image = css(
+            widgets.Image(format="png", layout=widgets.Layout(width="256px", max_width="100%", height="auto")),
+            "knb-preview",
+        )
+        self.preview_caption = css(widgets.HTML(""), "knb-preview-caption")
+        self.preview_box = css(
+            widgets.VBox([self.preview_image, self.preview_caption], layout=widgets.Layout(display="none")),
+            "knb-preview-box",
+        )
         self.engine_line = css(widgets.HTML(""), "knb-engine-line")
 
     def _layout(self) -> list[widgets.Widget]:
@@ -462,6 +474,7 @@ class GeneratePanel(widgets.VBox):
             self.accordion,
             self.cost_label,
             action_row,
+            self.preview_box,
             self._problem_label(st.GENERAL),
             self.errors.widget,
             self.results,
@@ -653,6 +666,10 @@ class GeneratePanel(widgets.VBox):
         run = self.run_state
         elapsed = time.perf_counter() - (run.started or 0.0)
         expected = run.expected_s
+        if run.total_steps:  # the engine reports its steps: the bar follows them (RunState.advance), not the clock
+            self.status.value = f"Generating… step {run.step} of {run.total_steps} · {format_seconds(elapsed)}"
+            self._draw_run()
+            return
         if expected:
             # An estimate, so it stops short of full until the answer arrives.
             run.progress = min(elapsed / expected, 0.95)
@@ -660,6 +677,21 @@ class GeneratePanel(widgets.VBox):
             f" of about {format_seconds(expected)}" if expected else ""
         )
         self._draw_run()
+
+    def _on_step(self, step: int, total: int, preview: bytes | None) -> None:
+        """A step report, on the panel's own thread: the bar, the status and the live preview follow it."""
+        run = self.run_state
+        run.advance(step, total, preview, time.perf_counter())
+        if not run.running:
+            return
+        if preview is not None:
+            self.preview_image.value = preview
+            noise = " — demo weights: noise, as their images are" if self._engine()[1] else ""
+            self.preview_caption.value = (
+                f'<small class="knb-muted">Live preview after step {run.preview_step} of {total} '
+                f"(a quick projection of the latents, not the final image{noise})</small>"
+            )
+        self._tick(self.request)  # type: ignore[arg-type]
 
     def _draw_run(self) -> None:
         """The button and progress bar, drawn from ``run_state``."""
@@ -669,9 +701,10 @@ class GeneratePanel(widgets.VBox):
         self.progress.layout.visibility = "hidden" if run.started is None else "visible"
         self.progress.bar_style = {"success": "success", "failed": "danger"}.get(run.outcome, "info")
         # With no time estimate yet (too few runs logged), a moving bar says "working" without inventing a fraction.
-        busy = run.running and not run.expected_s
+        busy = run.running and not run.expected_s and not run.total_steps
         (self.progress.add_class if busy else self.progress.remove_class)("knb-busy")
         self.progress.value = 1.0 if busy else run.progress
+        self.preview_box.layout.display = None if run.running and run.preview is not None else "none"
 
     async def _agenerate(self, session: Any, request: ImageInferenceRequest) -> Generation | None:
         async def ticker() -> None:
@@ -680,8 +713,14 @@ class GeneratePanel(widgets.VBox):
                 await asyncio.sleep(0.25)
 
         ticking = asyncio.ensure_future(ticker())
+        loop = asyncio.get_running_loop()
+
+        def on_step(step: int, total: int, preview: Any) -> None:
+            # Called on the engine's worker thread: encode the preview there, draw on the loop's thread.
+            loop.call_soon_threadsafe(self._on_step_guarded, step, total, _preview_png(preview))
+
         try:
-            generation = await session.agenerate(request=request)
+            generation = await session.agenerate(request=request, on_step=on_step)
         except Exception as exc:
             self._failed(exc)
             return None
@@ -692,7 +731,10 @@ class GeneratePanel(widgets.VBox):
 
     def _generate_now(self, session: Any, request: ImageInferenceRequest) -> Generation | None:
         try:
-            generation = session.generate(request=request)
+            generation = session.generate(
+                request=request,
+                on_step=lambda step, total, preview: self._on_step_guarded(step, total, _preview_png(preview)),
+            )
         except Exception as exc:
             self._failed(exc)
             return None
@@ -724,6 +766,17 @@ class GeneratePanel(widgets.VBox):
                 callback(generation)
             except Exception as exc:  # a listener's failure is shown, and never undoes the generation
                 self.errors.show(exc, "after Generate")
+
+
+def _preview_png(preview: Any) -> bytes | None:
+    """A step's preview (a small PIL image, or None) as PNG bytes for the preview widget."""
+    if preview is None:
+        return None
+    import io
+
+    buffer = io.BytesIO()
+    preview.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _time_split(generation: Generation, waited: float) -> str:

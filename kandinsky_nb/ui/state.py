@@ -129,6 +129,12 @@ class RunState:
     cancel_requested: bool = False
     results: list[Any] = field(default_factory=list)  # what each successful run returned, oldest first
     errors: list[BaseException] = field(default_factory=list)  # every error shown, oldest first
+    # Reported by engines that run step by step (the local one); None/0 from the others.
+    step: int = 0
+    total_steps: int | None = None
+    preview: bytes | None = None  # the latest live preview, PNG
+    preview_step: int = 0  # the step it shows
+    first_preview_s: float | None = None  # seconds from the click to the first preview (the benchmark reads it)
 
     @property
     def last_result(self) -> Any:
@@ -141,6 +147,19 @@ class RunState:
     def begin(self, now: float, expected_s: float | None = None) -> None:
         self.running, self.started, self.progress, self.outcome, self.cancel_requested = True, now, 0.0, "", False
         self.expected_s = expected_s
+        self.step, self.total_steps, self.preview, self.preview_step, self.first_preview_s = 0, None, None, 0, None
+
+    def advance(self, step: int, total: int, preview: bytes | None, now: float) -> None:
+        """The engine finished ``step`` of ``total`` denoising steps (with a preview every few): the bar follows the
+        real steps from now on, instead of the time estimate."""
+        if not self.running:
+            return  # a late report from a run that already ended
+        self.step, self.total_steps = step, total
+        self.progress = min(step / total, 1.0) if total else self.progress
+        if preview is not None:
+            self.preview, self.preview_step = preview, step
+            if self.first_preview_s is None and self.started is not None:
+                self.first_preview_s = now - self.started
 
     def end(self, outcome: str) -> None:
         # A finished run's bar is full, coloured by its outcome.
