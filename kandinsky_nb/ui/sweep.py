@@ -27,6 +27,7 @@ from ._common import ErrorArea, cost_source_note, css, run_in_background, sessio
 from .binding import FormBinding
 from .scores import SweepScores, when_scored
 from .state import RunState
+from .viewer import RunViewer
 
 __all__ = ["SweepPanel", "SweepState", "sweep_arguments", "sweep_form_problems"]
 
@@ -52,6 +53,14 @@ _FIELD_OF_REQUEST = {
 }
 _PLACEHOLDER_PROMPT = "a placeholder prompt"
 _POLL_SECONDS = 0.5
+_NO_CELL = "choose a finished cell"
+# A click on a cell's image picks that cell in the Open cell list below the grid (the list's own change event then
+# opens it from Python): an inline handler, which widget HTML keeps, with no script tag.
+_OPEN_CELL_HANDLER = html.escape(
+    "var s=this.closest('.knb-sweep-panel').querySelector('.knb-sweep-open select');"
+    "for(var i=0;i<s.options.length;i++){if(s.options[i].textContent===this.dataset.cell){s.selectedIndex=i;"
+    "s.dispatchEvent(new Event('change',{bubbles:true}));break;}}"
+)
 
 
 @dataclass
@@ -149,6 +158,8 @@ class SweepPanel(widgets.VBox):
         )
         self._grid_signature: tuple[Any, ...] = ()
         self._thumbs: dict[str, str] = {}
+        self._cell_rows: dict[str, int] = {}  # cell key -> run-log row id, for every cell with an image
+        self._offering = False
 
         self.prompt = css(
             widgets.Textarea(
@@ -231,6 +242,13 @@ class SweepPanel(widgets.VBox):
             "knb-sweep-score",
         )
 
+        # A finished cell opens in the run viewer: pick it here, or click its image in the grid (which picks it here).
+        self.cell_picker = css(
+            widgets.Dropdown(options=[(_NO_CELL, None)], value=None, description="Open cell"), "knb-sweep-open"
+        )
+        self.cell_picker.observe(self.errors.guard("Open cell")(self._on_pick), names="value")
+        self.viewer = css(RunViewer(self.session, open_panel=self._reuse_target), "knb-sweep-viewer")
+
         bind = self.binding
         bind.attribute(self.prompt, "prompt")
         bind.attribute(self.name, "name")
@@ -267,6 +285,8 @@ class SweepPanel(widgets.VBox):
                 widgets.HBox([self.run_button, self.cancel_button, self.progress, self.progress_label]),
                 self.errors.widget,
                 self.grid,
+                self.cell_picker,
+                self.viewer,
                 widgets.HBox([self.score_button, self.score_status]),
                 widgets.HBox([self.sheet_button, self.sheet_status]),
                 self.sheet_image,
@@ -466,6 +486,36 @@ class SweepPanel(widgets.VBox):
         if self.plan is not None and not self.running:
             self._draw_grid()
 
+    def open_cell(self, cell: str | int) -> RunViewer:
+        """Open a finished cell in the run viewer, by its key (as the grid's tooltips show it) or its row id."""
+        run_id = cell if isinstance(cell, int) else self._cell_rows.get(cell)
+        if run_id is None:
+            done = ", ".join(self._cell_rows) or "none yet"
+            raise SweepError(f"cell={cell!r} has no image to open; finished cells: {done}. Run the sweep first.")
+        self.viewer.show(run_id)
+        return self.viewer
+
+    def _on_pick(self, change: dict[str, Any]) -> None:
+        if change["new"] is None or self._offering:
+            return
+        self.open_cell(int(change["new"]))
+        # Back to the prompt, so a second click on the same cell opens it again (an unchanged choice fires nothing).
+        self._offering = True
+        try:
+            self.cell_picker.value = None
+        finally:
+            self._offering = False
+
+    def _reuse_target(self) -> Any:
+        # The viewer's Reuse fills the GeneratePanel this sweep starts from, or one opened under the viewer.
+        if hasattr(self.base, "load_request"):
+            return self.base
+        if not self.viewer.panel_area.children:
+            from .generate import GeneratePanel
+
+            self.viewer.panel_area.children = [GeneratePanel(self.session)]
+        return self.viewer.panel_area.children[0]
+
     def cancel(self) -> None:
         """Stop starting new cells; cells in flight finish and are logged. Run again to resume the rest."""
         if self.plan is not None:
@@ -590,6 +640,12 @@ class SweepPanel(widgets.VBox):
         across = varied[0].name if varied else None
         columns = list(varied[0].values) if varied else [None]
         rows: dict[str, list[str]] = {}
+        self._cell_rows = {
+            cell.key: int(states[cell.key][1]["id"])
+            for cell in plan.cells
+            if states[cell.key][0] == "ok" and states[cell.key][1] is not None and states[cell.key][1].get("image_path")
+        }
+        self._offer_cells()
         for cell in plan.cells:
             state, row = states[cell.key]
             down = ", ".join(f"{a.name}={cell.coords.get(a.name)}" for a in varied[1:]) or " "
@@ -612,13 +668,28 @@ class SweepPanel(widgets.VBox):
                 self._thumbs[path] = data_uri(*thumbnail(Path(path).read_bytes(), size))
             caption = self.scores.caption(row.get("id"))
             scores = f'<div class="knb-caption knb-cell-score">{html.escape(caption)}</div>' if caption else ""
-            return f'<img class="knb-cell-ok" src="{self._thumbs[path]}" title="{html.escape(cell.key)}"/>{scores}'
+            return (
+                f'<img class="knb-cell-ok" src="{self._thumbs[path]}" title="{html.escape(cell.key)} · click to open" '
+                f'data-cell="{html.escape(cell.key)}" onclick="{_OPEN_CELL_HANDLER}" style="cursor:pointer"/>{scores}'
+            )
         text = {"failed": "failed", "pending": "running…"}.get(state, "to do")
         title = html.escape((row or {}).get("error_message") or cell.key)
         return (
             f'<div class="knb-cell knb-cell-{state}" title="{title}" '
             f'style="width:{size}px;height:{size // 2}px">{text}</div>'
         )
+
+    def _offer_cells(self) -> None:
+        """The Open cell choices: every cell with an image, by its key (what the grid's click selects)."""
+        options = [(_NO_CELL, None), *((key, run_id) for key, run_id in self._cell_rows.items())]
+        if list(self.cell_picker.options) != options:
+            keep = self.cell_picker.value if self.cell_picker.value in self._cell_rows.values() else None
+            self._offering = True  # new choices are not a person's pick: nothing opens
+            try:
+                self.cell_picker.options = options
+                self.cell_picker.value = keep
+            finally:
+                self._offering = False
 
     def _write_widgets(self) -> None:
         self.binding.push()
