@@ -18,7 +18,7 @@ import ipywidgets as widgets
 
 from .. import spec
 from .._media import data_uri
-from ..errors import FieldProblem, KandinskyNBError, UnsupportedByEngineError
+from ..errors import ConfigurationError, FieldProblem, KandinskyNBError, UnsupportedByEngineError
 from ..html import (
     STYLE,
     format_seconds,
@@ -36,6 +36,8 @@ from ..types import Generation, ImageInferenceRequest
 from . import state as st
 from ._common import ErrorArea, cost_source_note, css, limit_slider, number_box, run_in_background, session_or_default
 from .binding import FormBinding
+from .keys import SubmitShortcut
+from .viewer import RunViewer
 
 __all__ = ["GeneratePanel", "local_scheduler_notes"]
 
@@ -388,9 +390,16 @@ class GeneratePanel(widgets.VBox):
 
     def _build_outputs(self) -> None:
         self.generate_button = css(
-            widgets.Button(description="Generate", button_style="primary", icon="play"), "knb-generate"
+            widgets.Button(
+                description="Generate", button_style="primary", icon="play", tooltip="Generate (Ctrl+Enter, ⌘+Enter)"
+            ),
+            "knb-generate",
         )
         self.generate_button.on_click(self.errors.guard("Generate")(self._on_generate))
+        # Ctrl/Cmd+Enter anywhere in the panel does what the button does (ignored while running, like a click).
+        self.shortcut = SubmitShortcut(
+            "knb-generate-panel", self.errors.guard("Generate")(lambda: self._on_generate(None))
+        )
         self.status = css(widgets.HTML(""), "knb-status")
         self.progress = css(
             widgets.FloatProgress(value=0, min=0, max=1, layout=widgets.Layout(width="160px", visibility="hidden")),
@@ -402,6 +411,11 @@ class GeneratePanel(widgets.VBox):
             widgets.Textarea(layout=widgets.Layout(width="100%", height="180px"), disabled=False), "knb-code"
         )
         self.results = css(widgets.HTML(""), "knb-results")
+        # One "View" button per image of the latest generation: it opens the run viewer (Reuse here, Re-run, Compare,
+        # copy as code) under the results; a click on a thumbnail still enlarges it in place.
+        self.view_buttons = css(widgets.HBox([], layout=widgets.Layout(flex_flow="row wrap")), "knb-view-results")
+        self.viewer_area = widgets.VBox([])
+        self.viewer: RunViewer | None = None
         # The live preview the local engine sends every few steps, shown only while a run is going.
         self.preview_image = css(
             widgets.Image(format="png", layout=widgets.Layout(width="256px", max_width="100%", height="auto")),
@@ -478,7 +492,10 @@ class GeneratePanel(widgets.VBox):
             self._problem_label(st.GENERAL),
             self.errors.widget,
             self.results,
+            self.view_buttons,
+            self.viewer_area,
             self.preview_tabs,
+            self.shortcut,
         ]
 
     # -- state <-> widgets ---------------------------------------------------------------------------------------
@@ -741,6 +758,38 @@ class GeneratePanel(widgets.VBox):
         self._finished(generation)
         return generation
 
+    def open_result(self, index: int = 0, generation: Generation | None = None) -> RunViewer:
+        """Open image ``index`` of a generation (the latest by default) in the run viewer under the results."""
+        generation = generation if generation is not None else self.run_state.last_result
+        if generation is None:
+            raise ConfigurationError("no result to open yet; click Generate first")
+        rows = _image_rows(self.session, generation)
+        if not 0 <= index < len(rows):
+            raise ConfigurationError(
+                f"index={index}: this generation has {len(rows)} image(s) in the run log; use 0 to {len(rows) - 1}"
+            )
+        if self.viewer is None:
+            # Reuse fills this very panel: the form goes back to the opened image's request, seed included.
+            self.viewer = RunViewer(self.session, panel=self)
+            self.viewer_area.children = [self.viewer]
+        self.viewer.show(rows[index])
+        return self.viewer
+
+    def _offer_views(self, generation: Generation) -> None:
+        buttons = []
+        for index, row in enumerate(_image_rows(self.session, generation)):
+            button = css(
+                widgets.Button(
+                    description=f"View image {index + 1}",
+                    icon="search-plus",
+                    tooltip=f"open run #{row['id']} in the viewer: full image, parameters, reuse, re-run, compare, code",
+                ),
+                "knb-view-result",
+            )
+            button.on_click(self.errors.guard("View")(lambda _b, i=index: self.open_result(i, generation)))
+            buttons.append(button)
+        self.view_buttons.children = buttons
+
     def _failed(self, error: BaseException) -> None:
         self.run_state.end("failed")
         elapsed = time.perf_counter() - (self.run_state.started or 0.0)
@@ -761,11 +810,18 @@ class GeneratePanel(widgets.VBox):
         self.results.value = "".join(
             g.to_html(zoom_side=_ZOOM_SIDE, style=False) + "<hr>" for g in reversed(self.generations[-_RESULTS_SHOWN:])
         )
+        self._offer_views(generation)
         for callback in self._listeners:
             try:
                 callback(generation)
             except Exception as exc:  # a listener's failure is shown, and never undoes the generation
                 self.errors.show(exc, "after Generate")
+
+
+def _image_rows(session: Any, generation: Generation) -> list[dict[str, Any]]:
+    """The run-log rows of a generation's images, in the engine's order."""
+    rows = [row for row in session.runs.get(generation.task_uuid) if row.get("image_path")]
+    return sorted(rows, key=lambda row: row.get("result_index") or 0)
 
 
 def _preview_png(preview: Any) -> bytes | None:

@@ -82,3 +82,30 @@ async def test_an_engine_without_steps_keeps_the_time_based_bar(tmp_path):
         assert panel.preview_box.layout.display == "none"
     finally:
         session.runs.close()
+
+
+async def test_ctrl_enter_in_the_browser_generates_once_while_running(demo_session):
+    from kandinsky_nb.ui.keys import SUBMIT_EVENT
+
+    panel = GeneratePanel(demo_session)
+    panel.update(positivePrompt="a red fox in snow", steps=10)
+    assert panel.shortcut in panel.children and panel.shortcut.scope in panel._dom_classes
+    assert "Ctrl+Enter" in panel.generate_button.tooltip
+    # What the browser sends on Ctrl/Cmd+Enter inside the panel (the message the widget's front end posts).
+    panel.shortcut._handle_custom_msg({"event": SUBMIT_EVENT}, [])
+    assert panel.running and panel.task is not None
+    panel.shortcut._handle_custom_msg({"event": SUBMIT_EVENT}, [])  # pressed again while running: ignored
+    panel.shortcut._handle_custom_msg({"event": "something else"}, [])
+    await panel.task
+    assert panel.shortcut.presses == 2 and panel.ignored_clicks == 1 and len(panel.generations) == 1
+
+
+def test_the_shortcut_is_wired_in_the_front_end():
+    from kandinsky_nb.ui.keys import SubmitShortcut
+
+    # The browser half: the keys it reacts to, where it listens, and that it stops JupyterLab running the cell.
+    script = SubmitShortcut._esm
+    for needed in ('event.key !== "Enter"', "event.ctrlKey || event.metaKey", "panel.contains(event.target)"):
+        assert needed in script
+    assert 'addEventListener("keydown", onKeydown, true)' in script and "stopPropagation" in script
+    assert "removeEventListener" in script  # a closed view leaves no listener behind
