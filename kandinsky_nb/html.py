@@ -382,7 +382,7 @@ def html_from_comparison(runs: Sequence[ComparedRun], *, max_side: int = THUMBNA
         values = "".join(f"<td>{cell(run.outcome.get(key))}</td>" for run in runs)
         rows.append(f'<tr class="knb-outcome"><th>{html.escape(key)}</th>{values}</tr>')
     count = len(differing)
-    summary = f"{len(runs)} runs · <b>{count}</b> parameter{'s' if count != 1 else ''} differ" + (
+    summary = f"{len(runs)} runs · <b>{count}</b> parameter{'s differ' if count != 1 else ' differs'}" + (
         f": {html.escape(', '.join(sorted(differing)))}" if differing else " (the same request)"
     )
     return (

@@ -158,7 +158,7 @@ class SweepPanel(widgets.VBox):
         )
         self._grid_signature: tuple[Any, ...] = ()
         self._thumbs: dict[str, str] = {}
-        self._cell_rows: dict[str, int] = {}  # cell key -> run-log row id, for every cell with an image
+        self._cell_rows: dict[str, int] = {}  # cell label -> run-log row id, for every cell with an image
         self._offering = False
 
         self.prompt = css(
@@ -487,7 +487,8 @@ class SweepPanel(widgets.VBox):
             self._draw_grid()
 
     def open_cell(self, cell: str | int) -> RunViewer:
-        """Open a finished cell in the run viewer, by its key (as the grid's tooltips show it) or its row id."""
+        """Open a finished cell in the run viewer, by its coordinates (``"seed=1, CFGScale=5"``, as the grid's
+        tooltips and the Open cell list show them) or its row id."""
         run_id = cell if isinstance(cell, int) else self._cell_rows.get(cell)
         if run_id is None:
             done = ", ".join(self._cell_rows) or "none yet"
@@ -641,7 +642,7 @@ class SweepPanel(widgets.VBox):
         columns = list(varied[0].values) if varied else [None]
         rows: dict[str, list[str]] = {}
         self._cell_rows = {
-            cell.key: int(states[cell.key][1]["id"])
+            _cell_label(cell): int(states[cell.key][1]["id"])
             for cell in plan.cells
             if states[cell.key][0] == "ok" and states[cell.key][1] is not None and states[cell.key][1].get("image_path")
         }
@@ -668,9 +669,10 @@ class SweepPanel(widgets.VBox):
                 self._thumbs[path] = data_uri(*thumbnail(Path(path).read_bytes(), size))
             caption = self.scores.caption(row.get("id"))
             scores = f'<div class="knb-caption knb-cell-score">{html.escape(caption)}</div>' if caption else ""
+            label = html.escape(_cell_label(cell))
             return (
-                f'<img class="knb-cell-ok" src="{self._thumbs[path]}" title="{html.escape(cell.key)} · click to open" '
-                f'data-cell="{html.escape(cell.key)}" onclick="{_OPEN_CELL_HANDLER}" style="cursor:pointer"/>{scores}'
+                f'<img class="knb-cell-ok" src="{self._thumbs[path]}" title="{label} · click to open" '
+                f'data-cell="{label}" onclick="{_OPEN_CELL_HANDLER}" style="cursor:pointer"/>{scores}'
             )
         text = {"failed": "failed", "pending": "running…"}.get(state, "to do")
         title = html.escape((row or {}).get("error_message") or cell.key)
@@ -697,6 +699,11 @@ class SweepPanel(widgets.VBox):
     def _on_edit(self, state: SweepState, _change: dict[str, Any]) -> None:
         self.state = state
         self.replan()
+
+
+def _cell_label(cell: Any) -> str:
+    """A cell's coordinates as people read them (``seed=1, CFGScale=5``), the grid's tooltip and the Open cell choice."""
+    return ", ".join(f"{axis}={value}" for axis, value in cell.coords.items()) or "the only cell"
 
 
 def _set_axis(state: SweepState, axis: str, text: str) -> None:
