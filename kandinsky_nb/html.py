@@ -37,6 +37,7 @@ __all__ = [
     "html_from_params",
     "html_from_problems",
     "html_from_request_json",
+    "html_from_wipe",
     "thumbnail",
 ]
 
@@ -89,6 +90,10 @@ STYLE = """<style>
 .knb-outcome th,.knb-outcome td{color:var(--jp-ui-font-color2,#616161)}
 .knb-code-block pre{max-height:240px}
 .knb-copy{font-size:12px;margin:2px 0 4px 6px;cursor:pointer}
+.knb-wipe-frame{position:relative;display:inline-block;max-width:100%;line-height:0}
+.knb-wipe-frame img{max-width:100%;height:auto;display:block}
+.knb-wipe-frame .knb-wipe-top{position:absolute;top:0;left:0;width:100%;height:100%;object-fit:fill}
+.knb-wipe-slider{display:block;width:min(512px,100%)}
 @keyframes knb-busy{from{margin-left:-30%}to{margin-left:100%}}
 .knb-busy .progress{overflow:hidden}
 .knb-busy .progress-bar{width:30% !important;animation:knb-busy 1.4s linear infinite}
@@ -389,4 +394,26 @@ def html_from_comparison(runs: Sequence[ComparedRun], *, max_side: int = THUMBNA
         f'<div class="knb-compare"><div class="knb-compare-summary">{summary}</div><div class="knb-scroll">'
         f'<table class="knb-compare-table"><tr><th></th>{head}</tr><tr><th></th>{"".join(images)}</tr>'
         f"{''.join(rows)}</table></div></div>"
+    )
+
+
+# The wipe's slider uncovers the second image from the left; an inline handler (no script tag) moves the clip.
+_WIPE_HANDLER = "this.parentElement.querySelector('.knb-wipe-top').style.clipPath='inset(0 0 0 '+this.value+'%)';"
+
+
+def html_from_wipe(first: ComparedRun, second: ComparedRun, *, max_side: int = 512) -> str:
+    """Two runs' images stacked in one frame with a slider that wipes from the first to the second (both drawn at the
+    first one's aspect; for two images of the same size, as a sweep's cells are). Empty when either has no image."""
+    if first.image is None or second.image is None:
+        return ""
+    below, above = data_uri(*thumbnail(first.image, max_side)), data_uri(*thumbnail(second.image, max_side))
+    return (
+        f'<div class="knb-wipe"><div class="knb-muted">Wipe: {html.escape(first.title)} (left of the line) against '
+        f"{html.escape(second.title)} (right of it)</div>"
+        f'<div class="knb-wipe-frame"><img class="knb-wipe-bottom" src="{below}" alt="{html.escape(first.title)}"/>'
+        f'<img class="knb-wipe-top" src="{above}" alt="{html.escape(second.title)}" style="clip-path:inset(0 0 0 50%)"/>'
+        f"</div>"
+        f'<input class="knb-wipe-slider" type="range" min="0" max="100" value="50" '
+        f'aria-label="wipe between {html.escape(first.title)} and {html.escape(second.title)}" '
+        f'oninput="{html.escape(_WIPE_HANDLER)}"/></div>'
     )

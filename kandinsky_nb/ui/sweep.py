@@ -375,6 +375,8 @@ class SweepPanel(widgets.VBox):
         if self.plan is None:
             # An invalid form shows no grid or sheet: they would belong to a sweep that is not on screen.
             self.grid.value, self._grid_signature = "", ()
+            self._cell_rows = {}  # nor cells to open
+            self._offer_cells()
             self._hide_sheet()
         elif not self.running:
             if self.sheet is not None and self._sheet_of != self.plan.name:

@@ -34,6 +34,7 @@ from ..html import (
     html_from_comparison,
     html_from_file_link,
     html_from_params,
+    html_from_wipe,
 )
 from ..planning.code import reproduce_code
 from ..types import ImageInferenceRequest
@@ -294,13 +295,15 @@ class ViewerState:
 
 
 class ComparisonView(widgets.VBox):
-    """Runs side by side with the parameters that differ marked; Clear empties it. ``add(row)`` adds a run (a row of
-    the run log), ``state`` holds the runs."""
+    """Runs side by side with the parameters that differ marked, and for two runs a wipe between their images; Clear
+    empties it. ``add(row)`` adds a run (a row of the run log), ``state`` holds the runs."""
 
     def __init__(self, runs: Any = None, **box_kwargs: Any) -> None:
         self.state = ComparisonState()
         self._images = _Images(runs)
+        self._listeners: list[Callable[[], Any]] = []
         self.table = css(widgets.HTML(""), "knb-compare-view")
+        self.wipe = css(widgets.HTML(""), "knb-compare-wipe")
         self.clear_button = css(
             widgets.Button(
                 description="Clear comparison", icon="times", tooltip="remove every run from the comparison"
@@ -309,7 +312,7 @@ class ComparisonView(widgets.VBox):
         )
         self.errors = ErrorArea("knb-compare-errors")
         self.clear_button.on_click(self.errors.guard("Clear comparison")(lambda _b: self.clear()))
-        super().__init__(children=[self.table, self.clear_button, self.errors.widget], **box_kwargs)
+        super().__init__(children=[self.table, self.wipe, self.clear_button, self.errors.widget], **box_kwargs)
         css(self, "knb-comparison")
         self.draw()
 
@@ -322,16 +325,28 @@ class ComparisonView(widgets.VBox):
         self.state.clear()
         self.draw()
 
+    def on_change(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` after runs are added or cleared (the viewer shows itself while it has runs)."""
+        self._listeners.append(callback)
+
     def draw(self) -> None:
         runs = self.state.runs
         self.layout.display = None if runs else "none"
+        self.wipe.value = ""
         if len(runs) == 1:
             self.table.value = (
                 f'<span class="knb-muted">Comparing {html.escape(_run_title(runs[0]))}: open another run and click '
                 "Compare to see them side by side.</span>"
             )
-            return
-        self.table.value = html_from_comparison(self.state.compared_runs(self._images.read)) if runs else ""
+        elif runs:
+            compared = self.state.compared_runs(self._images.read)
+            self.table.value = html_from_comparison(compared)
+            if len(compared) == 2:
+                self.wipe.value = html_from_wipe(*compared)
+        else:
+            self.table.value = ""
+        for callback in self._listeners:
+            callback()
 
 
 class RunViewer(widgets.VBox):
@@ -414,6 +429,7 @@ class RunViewer(widgets.VBox):
         self.status = css(widgets.HTML(""), "knb-viewer-status")
         self.panel_area = widgets.VBox([])
         self.comparison = comparison if comparison is not None else ComparisonView(self._runs)
+        self.comparison.on_change(self._draw)
 
         self.reuse_button.on_click(self.errors.guard("Reuse")(lambda _b: self.reuse()))
         self.rerun_button.on_click(self.errors.guard("Re-run")(lambda _b: self.rerun()))

@@ -98,6 +98,10 @@ def test_a_defaulted_scheduler_compares_equal_to_the_one_it_stands_for(demo_sess
     view = compare_runs(demo_session, [1, 3])
     assert view.table.value.count('class="knb-differs"') == 2 and view.table.value.count("knb-compare-image") == 2
     assert "demo weights: noise" in view.table.value
+    # Two runs: a wipe between their images too (a slider over the two stacked images).
+    assert view.wipe.value.count("<img") == 2 and 'type="range"' in view.wipe.value and "#1" in view.wipe.value
+    view.add(row(demo_session, 2))
+    assert view.wipe.value == ""  # three runs: side by side only
     view.clear_button.click()
     assert view.state.runs == [] and view.layout.display == "none"
 
@@ -146,10 +150,12 @@ def test_a_generate_panel_result_opens_in_the_viewer_with_every_action(demo_sess
     assert viewer.comparison.state.ids == [3, 2] and "already in" in viewer.status.value
     assert "(the same request)" in viewer.comparison.table.value
     assert 'class="knb-differs"' not in viewer.comparison.table.value
-    # Close hides the run; the comparison stays on screen.
+    # Close hides the run; the comparison stays on screen until it is cleared.
     viewer.close_button.click()
     assert viewer.run is None and viewer.body.layout.display == "none" and viewer.layout.display is None
     assert viewer.reuse_button.disabled and viewer.rerun_button.disabled
+    viewer.comparison.clear_button.click()
+    assert viewer.layout.display == "none"
 
 
 async def test_a_rerun_runs_as_a_task_and_a_second_click_waits_for_it(demo_session):
@@ -232,3 +238,6 @@ def test_a_sweep_cell_opens_in_the_viewer_from_the_list_or_a_click_on_its_image(
     (opened_panel,) = sweep.viewer.panel_area.children
     assert isinstance(opened_panel, GeneratePanel) and opened_panel.request.seed == 1
     assert opened_panel.request.positivePrompt == "a blue whale"
+    # A form that no longer plans a sweep offers none of its cells.
+    sweep.update(axes={"seed": "1-"})
+    assert sweep.plan is None and [label for label, _ in sweep.cell_picker.options] == ["choose a finished cell"]
