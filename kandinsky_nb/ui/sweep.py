@@ -55,10 +55,11 @@ _PLACEHOLDER_PROMPT = "a placeholder prompt"
 _POLL_SECONDS = 0.5
 _NO_CELL = "choose a finished cell"
 # A click on a cell's image picks that cell in the Open cell list below the grid (the list's own change event then
-# opens it from Python): an inline handler, which widget HTML keeps, with no script tag.
+# opens it from Python): an inline handler, which widget HTML keeps, with no script tag. It matches the option's value,
+# which ipywidgets sets to the label as given (its text has the spaces replaced by no-break spaces).
 _OPEN_CELL_HANDLER = html.escape(
     "var s=this.closest('.knb-sweep-panel').querySelector('.knb-sweep-open select');"
-    "for(var i=0;i<s.options.length;i++){if(s.options[i].textContent===this.dataset.cell){s.selectedIndex=i;"
+    "for(var i=0;i<s.options.length;i++){if(s.options[i].value===this.dataset.cell){s.selectedIndex=i;"
     "s.dispatchEvent(new Event('change',{bubbles:true}));break;}}"
 )
 
