@@ -282,6 +282,34 @@ def test_jupyterlab_and_notebook7_generate_gallery_and_sweep(served_folder, brow
     assert time.perf_counter() - started < 240
 
 
+def test_ctrl_enter_generates_in_jupyterlab_without_running_the_cell(served_folder, browser):
+    root, env = served_folder
+    with jupyterlab(root, env) as server:
+        page, page_errors = _new_page(browser, height=1600)
+        open_notebook_and_run_all(page, server, NOTEBOOK.name)
+        panel = page.locator(".knb-generate-panel")
+        prompt = panel.locator(".knb-positivePrompt textarea")
+        prompt.fill("a heron at dawn")
+        expect(panel.locator("button.knb-generate")).to_be_enabled()
+        # Focus order follows the form: Tab from the prompt reaches the negative prompt, then the size.
+        prompt.focus()
+        page.keyboard.press("Tab")
+        expect(panel.locator(".knb-negativePrompt textarea")).to_be_focused()
+        page.keyboard.press("Tab")
+        expect(panel.locator(".knb-size select")).to_be_focused()
+        prompt.focus()
+        started = time.perf_counter()
+        prompt.press("Control+Enter")
+        expect(panel.locator(".knb-results img.knb-thumb")).to_have_count(1, timeout=TIMEOUT_MS)
+        record_timing("ctrl_enter_to_image_s", time.perf_counter() - started)
+        # The panel generated; JupyterLab did not also run the cell (that would redraw an empty form) and the
+        # prompt got no new line.
+        expect(prompt).to_have_value("a heron at dawn")
+        expect(panel.locator(".knb-log-count")).to_have_text("1")
+        page.close()
+    assert not page_errors, page_errors
+
+
 def test_voila_renders_the_panel_and_generates(served_folder, browser):
     root, env = served_folder
     with voila(root / NOTEBOOK.name, env) as server:
