@@ -9,6 +9,7 @@ Modules, bottom to top (each imports only those before it):
 * ``schedulers``, ``lora``, ``caches``: one request knob each (a pure plan, plus what applies it to a pipeline)
 * ``demo_weights``: builds the tiny random pipelines offline; ``weights``: where the pipelines come from
 * ``plan``: pure decisions (request -> :class:`RunPlan`, sizes, seeds, result fields)
+* ``progress``: per-step reports and latent previews (diffusers' ``callback_on_step_end``, a fixed latent -> RGB map)
 * ``pipelines``: the diffusers glue (load, schedulers, one seeded call, images in and out)
 * ``engine``: :class:`LocalBackend`, the stateful shell
 """
