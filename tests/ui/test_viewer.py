@@ -241,3 +241,53 @@ def test_a_sweep_cell_opens_in_the_viewer_from_the_list_or_a_click_on_its_image(
     # A form that no longer plans a sweep offers none of its cells.
     sweep.update(axes={"seed": "1-"})
     assert sweep.plan is None and [label for label, _ in sweep.cell_picker.options] == ["choose a finished cell"]
+
+
+# -- the inline handlers, in a real browser (a static page: no Jupyter needed) ---------------------------------------
+
+
+@pytest.mark.browser
+def test_the_copy_button_the_wipe_and_a_cell_click_work_in_chromium(tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    from browser_support import CHROMIUM, CHROMIUM_ARGS, chromium_available
+
+    if not chromium_available():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    from PIL import Image
+
+    from kandinsky_nb.html import STYLE, html_from_code, html_from_wipe
+    from kandinsky_nb.ui.sweep import _OPEN_CELL_HANDLER
+
+    images = []
+    for colour in ("red", "blue"):
+        path = tmp_path / f"{colour}.png"
+        Image.new("RGB", (320, 160), colour).save(path)
+        images.append(path.read_bytes())
+    wipe = html_from_wipe(ComparedRun("#1", images[0], {}), ComparedRun("#2", images[1], {}))
+    # The SweepPanel's DOM as ipywidgets draws it: a Dropdown's <select> whose option values are the labels as given
+    # and whose text has no-break spaces, and the grid's cell image.
+    label = "seed=1, CFGScale=5"
+    shown = label.replace(" ", "\xa0")
+    cell = (
+        '<div class="knb-sweep-panel"><div class="knb-sweep-open"><select>'
+        '<option value="choose a finished cell">choose\xa0a\xa0finished\xa0cell</option>'
+        f'<option value="{label}">{shown}</option></select></div>'
+        f'<img id="cell" data-cell="{label}" onclick="{_OPEN_CELL_HANDLER}" width="40" height="40"/></div>'
+        "<script>document.querySelector('select').addEventListener('change',"
+        "e=>{window.picked=e.target.selectedIndex})</script>"
+    )
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_content(STYLE + html_from_code("print('hello')") + wipe + cell)
+            page.locator("button.knb-copy").click()
+            playwright.expect(page.locator("button.knb-copy")).to_have_text("Copied")
+            top = page.locator("img.knb-wipe-top")
+            assert "50%" in top.get_attribute("style")
+            page.locator("input.knb-wipe-slider").fill("80")
+            assert "80%" in top.evaluate("e => e.style.clipPath")
+            page.locator("#cell").click()
+            assert page.evaluate("window.picked") == 1
+        finally:
+            browser.close()
