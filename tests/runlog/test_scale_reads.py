@@ -10,7 +10,7 @@ import re
 import sqlite3
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
@@ -450,3 +450,14 @@ def test_the_reader_is_chosen_by_what_is_installed_and_a_wrong_name_is_refused(t
     monkeypatch.delitem(sys.modules, "adbc_driver_sqlite")
     if importlib.util.find_spec("adbc_driver_sqlite") is not None:
         assert RunLog(tmp_path).reader == "adbc"
+
+
+def test_a_time_written_without_a_zone_reads_as_utc_on_both_readers(tmp_path, reader):
+    log = RunLog(tmp_path, reader=reader)
+    ids = mixed_log(log)
+    with sqlite3.connect(log.path) as db:  # as an older toolkit or a hand edit may have left it
+        db.execute("UPDATE runs SET created_utc = '2026-11-25T12:00:00' WHERE id = ?", (ids["owl0"],))
+    created = log.df.set_index("id")["created_utc"]
+    assert created.dtype == "datetime64[us, UTC]"
+    assert created[ids["owl0"]] == datetime(2026, 11, 25, 12, tzinfo=UTC)
+    assert created.notna().all()
