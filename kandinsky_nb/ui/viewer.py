@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,13 +204,13 @@ class _Images:
 
 def _row_of(runs: Any, run: Any) -> dict[str, Any]:
     """A run given as a row (dict or Series) or as its row id (read from ``runs``, the run log)."""
-    if isinstance(run, int) and not isinstance(run, bool):
+    if isinstance(run, numbers.Integral) and not isinstance(run, bool):  # NumPy's integers too (a df's ids)
         if runs is None:
             raise ConfigurationError(
                 f"run={run}: a row id needs a run log to read it from; pass session= (or runs=), or pass the row "
                 "itself (a row of session.runs.df)"
             )
-        rows = runs.get(run)
+        rows = runs.get(int(run))
         if not rows:
             raise ConfigurationError(f"run={run}: no such row in the run log; session.runs.df lists the rows")
         return plain_row(rows[0])

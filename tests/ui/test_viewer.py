@@ -176,7 +176,8 @@ def test_a_viewer_says_what_it_lacks(demo_session):
         RunViewer().show(1)
     with pytest.raises(ConfigurationError, match="no such row"):
         RunViewer(demo_session).show(99)
-    viewer = RunViewer(demo_session, 1)
+    viewer = RunViewer(demo_session, demo_session.runs.df["id"].iloc[0])  # a NumPy integer, as a df gives
+    assert viewer.state.run_id == 1
     with pytest.raises(ConfigurationError, match="no GeneratePanel to fill"):
         viewer.reuse()
     assert viewer.state.generate_state().seed == "5"  # the form's values, for code that has no panel
