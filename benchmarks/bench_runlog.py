@@ -7,14 +7,14 @@ Every figure is printed next to a baseline measured in the same run (reads inter
 ``--repeats``):
 - append: RunLog's submitted + ok rows per image (two short transactions, image file written with its metadata)
   against a bare ``INSERT`` of one row per transaction on an identical WAL database;
-- DataFrame: ``RunLog.df`` (typed columns, derived size/megapixels) on each of its readers (ADBC into Arrow, the
-  ``fast`` extra; the sqlite3 module) against a bare ``pandas.read_sql_query`` of the same table, on a realistic log
-  generated inside SQLite (unique times and taskUUIDs, wire JSON, 2% failures);
+- DataFrame: ``RunLog.df`` (typed columns, derived size/megapixels) against a bare ``pandas.read_sql_query`` of the
+  same table, on a realistic log generated inside SQLite (unique times and taskUUIDs, wire JSON, 2% failures);
 - filters: ``RunLog.query(sweep_id=...)`` and ``(prompt_contains=...)`` against ``df`` filtered in pandas, with the
   query plans that show the indexes used;
 - score columns: ``df`` with 3 metrics per image against the bare read and against the pandas pivot it replaced;
-- big frame: ``RunLog.df`` (each reader), the bare reader and the ADBC driver's bare ``fetch_arrow_table`` (the floor
-  of any ADBC read) at 1,000,000 rows, each in a fresh process (seconds, peak RSS);
+- big frame: ``RunLog.df`` and the bare reader at 1,000,000 rows, each in a fresh process (seconds, peak RSS); where
+  ``adbc-driver-sqlite`` is installed (not a dependency), also the ADBC driver's bare ``fetch_arrow_table`` of the
+  table: the floor of an Arrow-native reader, for the record of why the run log does not use one in process;
 - memory: resident-set growth over a 1,000-cell sweep run through Session on an in-process engine that makes
   small PNGs (no model), so what grows is the toolkit's own state.
 """
@@ -241,13 +241,12 @@ def adbc_available() -> bool:
     return all(importlib.util.find_spec(name) for name in ("adbc_driver_sqlite", "adbc_driver_manager", "pyarrow"))
 
 
-def log_readers() -> list[str]:
-    """The RunLog readers this environment has: sqlite3 always, adbc with the `fast` extra."""
-    return ["adbc", "sqlite3"] if adbc_available() else ["sqlite3"]
-
-
 def adbc_bare_read(path: Path) -> object:
-    """The ADBC driver alone: every row of the table into one Arrow table (untyped, no pandas)."""
+    """The ADBC SQLite driver alone: every row of the table into one Arrow table (untyped, no pandas).
+
+    Only ever in a process that opens no sqlite3 connection to the file: the driver's wheel carries its own copy of
+    SQLite, and two copies in one process break each other's POSIX locks (closing the driver's connection deleted the
+    -wal and -shm files under an open sqlite3 connection; benchmarks/RESULTS.md)."""
     import adbc_driver_sqlite.dbapi
 
     with adbc_driver_sqlite.dbapi.connect(str(path)) as db, db.cursor() as cursor:
@@ -310,24 +309,15 @@ def bench_dataframe(folder: Path, rows: int, repeats: int) -> None:
     log = RunLog(folder / "big")
     fill_seconds = fill(log, rows)
     print(f"dataframe: {rows:,} rows written in {fill_seconds:.1f} s (through the prompt index's triggers)")
-    by_reader = {reader: RunLog(log.home, reader=reader) for reader in log_readers()}
-    readers: dict[str, Callable[[], object]] = {"bare": lambda: bare_read(log.path)}
-    readers.update({f"df ({name})": (lambda reading=reading: reading.df) for name, reading in by_reader.items()})
-    times = timed(readers, repeats)
+    times = timed({"bare": lambda: bare_read(log.path), "df": lambda: log.df}, repeats)
     print("  " + line("bare pandas.read_sql_query (baseline)", times["bare"]))
-    for name in by_reader:
-        print("  " + line(f"RunLog.df, reader {name}", times[f"df ({name})"], times["bare"]))
-    if len(by_reader) == 1:
-        print("  (the ADBC reader is not installed: pip install 'kandinsky-nb[fast]')")
+    print("  " + line("RunLog.df", times["df"], times["bare"]))
     frame, bare = log.df, bare_read(log.path)
     print(
-        f"  frame {frame.memory_usage(deep=True).sum() / 2**20:.0f} MiB ({len(frame):,} rows, typed, reader "
-        f"{log.reader}; bare {bare.memory_usage(deep=True).sum() / 2**20:.0f} MiB); database "
-        f"{database_mib(log.path):.0f} MiB"
+        f"  frame {frame.memory_usage(deep=True).sum() / 2**20:.0f} MiB ({len(frame):,} rows, typed; "
+        f"bare {bare.memory_usage(deep=True).sum() / 2**20:.0f} MiB); database {database_mib(log.path):.0f} MiB"
     )
     del frame, bare
-    for reading in by_reader.values():
-        reading.close()
 
     sweep, prompt = f"s{rows // 2000}", "study 123"
     queries = {
@@ -364,7 +354,7 @@ def bench_dataframe(folder: Path, rows: int, repeats: int) -> None:
     print(f"scores: 3 metrics x {scored:,} images")
     print("  " + line("bare pandas.read_sql_query of runs (baseline)", times["bare"]))
     print("  " + line("bare read + the pandas pivot df used before (baseline)", times["pivot"], times["bare"]))
-    print("  " + line(f"RunLog.df with 3 score columns (reader {log.reader})", times["df"], times["bare"]))
+    print("  " + line("RunLog.df with 3 score columns", times["df"], times["bare"]))
     print(
         f"  RunLog.df with scores takes {statistics.median(times['df'].cpu) / statistics.median(times['pivot'].cpu):.2f}x "
         "the former pivot's CPU time"
@@ -373,14 +363,14 @@ def bench_dataframe(folder: Path, rows: int, repeats: int) -> None:
 
 
 def bench_big_frame(folder: Path, rows: int) -> None:
-    """A log of ``rows`` rows read by RunLog.df (each reader) and by the bare readers, each in a fresh process, so each
-    process's peak resident memory (VmHWM) is its reader's own; the round is run twice, interleaved."""
+    """A log of ``rows`` rows read by RunLog.df and by the bare reader, each in a fresh process, so each process's
+    peak resident memory (VmHWM) is its reader's own."""
     log = RunLog(folder / "huge")
     fill_seconds = fill(log, rows)
     log.close()
     print(f"big frame: {rows:,} rows written in {fill_seconds:.1f} s; database {database_mib(log.path):.0f} MiB")
-    round_ = ["bare", *log_readers()] + (["adbc-bare"] if adbc_available() else [])
-    for reader in round_ * 2:
+    readers = ("bare", "df", "adbc") if adbc_available() else ("bare", "df")
+    for reader in readers * 2:
         result = subprocess.run(
             [sys.executable, __file__, "--read-once", reader, str(log.home)], capture_output=True, text=True, check=True
         )
@@ -391,27 +381,43 @@ def read_once(reader: str, home: Path) -> None:
     """One read in this (fresh) process: seconds, peak RSS over the start, frame size."""
     import pandas as pd
 
-    log = RunLog(home, reader="sqlite3" if reader in ("bare", "sqlite3") else "adbc")
-    # Warm the readers' code (first-use imports inside pandas, pyarrow and the driver), so the read below is the read
-    # alone.
+    if reader == "adbc":
+        adbc_read_once(home / "runs.db")
+        return
+    log = RunLog(home)
+    # Warm both readers' code (first-use imports inside pandas and pyarrow), so the read below is the read alone.
     log.query(limit=1)
     with closing(sqlite3.connect(log.path)) as db:
         pd.read_sql_query("SELECT * FROM runs LIMIT 1", db)
     gc.collect()
     before = rss_mib()
     wall, cpu = time.perf_counter(), time.process_time()
-    if reader == "bare":
-        frame, name = bare_read(log.path), "bare pandas.read_sql_query"
-    elif reader == "adbc-bare":
-        frame, name = adbc_bare_read(log.path), "bare ADBC fetch_arrow_table (untyped Arrow, no pandas)"
-    else:
-        frame, name = log.df, f"RunLog.df, reader {reader}"
+    frame = log.df if reader == "df" else bare_read(log.path)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    size = frame.nbytes if reader == "adbc-bare" else frame.memory_usage(deep=True).sum()
+    name = "RunLog.df" if reader == "df" else "bare pandas.read_sql_query"
     print(
         f"{name}: {len(frame):,} rows in {cpu:.2f} s CPU ({wall:.2f} s wall, load average {os.getloadavg()[0]:.1f}); "
         f"peak RSS +{peak_rss_mib() - before:,.0f} MiB over the process before the read, "
-        f"{'table' if reader == 'adbc-bare' else 'frame'} {size / 2**20:,.0f} MiB"
+        f"frame {frame.memory_usage(deep=True).sum() / 2**20:,.0f} MiB"
+    )
+
+
+def adbc_read_once(path: Path) -> None:
+    """The ADBC floor in this (fresh) process, which opens no other connection to the file (see adbc_bare_read)."""
+    import adbc_driver_sqlite.dbapi
+
+    with adbc_driver_sqlite.dbapi.connect(":memory:") as db, db.cursor() as cursor:  # warm the driver's code
+        cursor.execute("SELECT 1")
+        cursor.fetch_arrow_table()
+    gc.collect()
+    before = rss_mib()
+    wall, cpu = time.perf_counter(), time.process_time()
+    table = adbc_bare_read(path)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(
+        f"bare ADBC fetch_arrow_table (untyped Arrow, no pandas): {table.num_rows:,} rows in {cpu:.2f} s CPU "
+        f"({wall:.2f} s wall, load average {os.getloadavg()[0]:.1f}); peak RSS +{peak_rss_mib() - before:,.0f} MiB "
+        f"over the process before the read, table {table.nbytes / 2**20:,.0f} MiB"
     )
 
 
@@ -474,7 +480,7 @@ def main() -> None:
     only = set(args.only or ["memory", "append", "dataframe", "big"])
     print(
         f"python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, pandas {pandas_version()}, "
-        f"{adbc_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
     with tempfile.TemporaryDirectory() as folder:
         if "memory" in only:
@@ -485,14 +491,6 @@ def main() -> None:
             bench_dataframe(Path(folder), args.rows, args.repeats)
         if "big" in only and args.big_rows:
             bench_big_frame(Path(folder), args.big_rows)
-
-
-def adbc_version() -> str:
-    if not adbc_available():
-        return "no ADBC driver (the sqlite3 reader only)"
-    from importlib.metadata import version
-
-    return f"adbc-driver-sqlite {version('adbc-driver-sqlite')}"
 
 
 def pandas_version() -> str:

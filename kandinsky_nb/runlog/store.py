@@ -19,7 +19,6 @@ migration is written without restating the schema here.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sqlite3
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import settings, spec
 from .._version import __version__
-from ..errors import ConfigurationError, MissingDependencyError, RunLogError
+from ..errors import RunLogError
 from ..types import Generation, ImageInferenceRequest
 from . import frame as frames
 from . import metrics as scores
@@ -50,9 +49,6 @@ DB_NAME = "runs.db"
 BUSY_TIMEOUT_MS = 30_000
 # Upserts with RETURNING (the runs, sweeps and metrics writes) arrived in SQLite 3.35 (2021).
 MIN_SQLITE = (3, 35, 0)
-# Who reads the rows of df and query (kandinsky_nb.runlog.frame): "adbc" (the `fast` extra: Arrow buffers filled in
-# C, no Python object per cell), "sqlite3" (the standard library), or "auto" (adbc when installed).
-READERS = ("auto", "adbc", "sqlite3")
 
 
 def _now() -> str:
@@ -127,18 +123,12 @@ def _runs_upsert_sql(columns: Sequence[str]) -> str:
 class RunLog:
     """The durable record of every run. ``RunLog(home)`` opens (and creates or migrates) ``home/runs.db``.
 
-    ``reader`` picks who reads :attr:`df` and :meth:`query`: ``"adbc"`` (the ``fast`` extra: the ADBC SQLite driver
-    fills Arrow buffers in C, about 3x less CPU than the sqlite3 module's one Python object per value),
-    ``"sqlite3"`` (the standard library), or ``"auto"`` (the default: ``"adbc"`` when installed). Both give the same
-    columns, dtypes and values; :attr:`reader` says which one this log uses.
-
     Scores of the logged images (see :mod:`kandinsky_nb.runlog.metrics`) are stored with :meth:`record_metrics`,
     found still to do with :meth:`missing_metrics`, read with :meth:`metrics` and appear in :attr:`df` as
     ``score_<metric>`` columns.
     """
 
-    def __init__(self, home: str | os.PathLike[str] | None = None, *, reader: str = "auto") -> None:
-        self.reader = _chosen_reader(reader)
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise RunLogError(
                 f"the run log needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer (for INSERT ... ON CONFLICT ... "
@@ -219,27 +209,6 @@ class RunLog:
             reader.execute("BEGIN")
             yield reader
         except (sqlite3.Error, pd.errors.DatabaseError) as exc:
-            raise RunLogError(f"cannot read the run log at {self.path}: {exc}; check the file is intact.") from exc
-        finally:
-            reader.close()
-
-    @contextmanager
-    def _arrow_reader(self) -> Iterator[Any]:
-        """:meth:`_reader` for the ADBC driver: its own read-only connection inside one read transaction (the driver
-        opens one when autocommit is off), so in WAL mode it never blocks a writer and every query sees one snapshot."""
-        import adbc_driver_manager
-        import adbc_driver_sqlite.dbapi
-
-        try:
-            # A file: URI (spaces, '?' and '#' in the path percent-encoded) opened read-only.
-            reader = adbc_driver_sqlite.dbapi.connect(self.path.absolute().as_uri() + "?mode=ro")
-        except adbc_driver_manager.Error as exc:
-            raise RunLogError(f"cannot read the run log at {self.path}: {exc}; check the file is intact.") from exc
-        try:
-            with reader.cursor() as cursor:
-                cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            yield reader
-        except (adbc_driver_manager.Error, OSError) as exc:
             raise RunLogError(f"cannot read the run log at {self.path}: {exc}; check the file is intact.") from exc
         finally:
             reader.close()
@@ -541,7 +510,7 @@ class RunLog:
         condition = filters.where(**options)
         with self._reader() as reader:
             plan = []
-            rows_sql = self._rows_sql(condition, newest_first=newest_first, limit=limit)
+            rows_sql = frames.select_sql(self._run_columns, condition.sql, newest_first=newest_first, limit=limit)
             plan += [row[3] for row in reader.execute("EXPLAIN QUERY PLAN " + rows_sql, condition.params)]
             if limit is None:
                 scores_sql, params = scores.scores_sql(condition.sql), condition.params
@@ -568,60 +537,19 @@ class RunLog:
 
     def _frame(self, condition: Where, *, newest_first: bool = False, limit: int | None = None) -> pd.DataFrame:
         # One read transaction: the rows, the metric names and the scores come from the same snapshot.
-        with self._arrow_reader() if self.reader == "adbc" else self._reader() as reader:
-            cursor = reader.cursor()
-            try:
-                if self.reader == "adbc":
-                    frame = self._arrow_rows(cursor, condition, newest_first=newest_first, limit=limit)
-                else:
-                    sql = self._rows_sql(condition, newest_first=newest_first, limit=limit)
-                    frame = frames.read_frame(cursor.execute(sql, condition.params), self._column_kinds, self.home)
-                cursor.execute(scores.METRIC_NAMES_SQL)
-                metrics = [row[0] for row in cursor.fetchall()]
-                if not metrics:
-                    return frame
-                # With a LIMIT the rows are not all of the condition's: score exactly the images read.
-                if limit is None:
-                    cursor.execute(scores.scores_sql(condition.sql), self._params(condition.params))
-                else:
-                    wanted = json.dumps(frame["image_sha256"].dropna().unique().tolist())
-                    cursor.execute(scores.scores_sql(_IMAGES_IN_JSON), (wanted,))
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
+        with self._reader() as reader:
+            sql = frames.select_sql(self._run_columns, condition.sql, newest_first=newest_first, limit=limit)
+            frame = frames.read_frame(reader.execute(sql, condition.params), self._column_kinds, self.home)
+            metrics = [row[0] for row in reader.execute(scores.METRIC_NAMES_SQL)]
+            if not metrics:
+                return frame
+            # With a LIMIT the rows are not all of the condition's: score exactly the images read.
+            if limit is None:
+                rows = reader.execute(scores.scores_sql(condition.sql), condition.params).fetchall()
+            else:
+                wanted = json.dumps(frame["image_sha256"].dropna().unique().tolist())
+                rows = reader.execute(scores.scores_sql(_IMAGES_IN_JSON), (wanted,)).fetchall()
         return scores.with_metric_columns(frame, metrics, rows)
-
-    def _rows_sql(self, condition: Where, *, newest_first: bool, limit: int | None) -> str:
-        """The statement this log's reader runs for the rows of a condition (the ADBC one leads with a typed row)."""
-        if self.reader == "adbc":
-            return frames.arrow_select_sql(
-                self._run_columns, self._column_kinds, condition.sql, newest_first=newest_first, limit=limit
-            )
-        return frames.select_sql(self._run_columns, condition.sql, newest_first=newest_first, limit=limit)
-
-    def _arrow_rows(self, cursor: Any, condition: Where, *, newest_first: bool, limit: int | None) -> pd.DataFrame:
-        """The condition's rows through the ADBC driver: one Arrow table, then typed columns (frame.py)."""
-        kinds = self._column_kinds
-        sql = self._rows_sql(condition, newest_first=newest_first, limit=limit)
-        # One Arrow batch per CHUNK_ROWS rows: the typed first row decides the types, so the batch size only trades
-        # per-batch overhead against the driver's buffers.
-        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(frames.CHUNK_ROWS)})
-        try:
-            cursor.execute(sql, self._params(condition.params))
-            table = cursor.fetch_arrow_table()
-        except OSError as exc:  # the driver met a value of another type than its column's first batch held
-            mismatch = frames.type_mismatch_error(str(exc), self._run_columns, kinds)
-            if mismatch is None:
-                raise
-            raise mismatch from exc
-        return frames.frame_from_arrow(table, kinds, self.home)
-
-    def _params(self, params: Sequence[Any] | Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
-        """Query parameters for this log's reader: the ADBC driver binds a named parameter by its full name
-        (``:sweep_id``), the sqlite3 module by the bare one."""
-        if self.reader == "adbc" and isinstance(params, Mapping):
-            return {f":{name}": value for name, value in params.items()}
-        return params
 
     def to_parquet(self, path: str | os.PathLike[str], frame: pd.DataFrame | None = None) -> Path:
         """Write the log (or ``frame``, any subset of it) to Parquet; needs the ``parquet`` extra (pyarrow)."""
@@ -678,28 +606,6 @@ def _plain(value: Any) -> Any:
 
 # The images of the rows a LIMITed query read, passed as one JSON array (no limit on bound variables).
 _IMAGES_IN_JSON = "runs.image_sha256 IN (SELECT value FROM json_each(?))"
-
-
-def _chosen_reader(reader: object) -> str:
-    """The reader a RunLog(reader=...) argument stands for: "auto" is "adbc" where the `fast` extra is installed."""
-    if reader not in READERS:
-        raise ConfigurationError(
-            f"reader {reader!r} is not a run-log reader; use one of {', '.join(map(repr, READERS))} ('auto' picks "
-            "'adbc' when the `fast` extra is installed, else 'sqlite3')"
-        )
-    if reader == "sqlite3":
-        return reader
-    # Found, not imported: a log opened only to write (a sweep) never pays for importing pyarrow.
-    missing = next((name for name in _ADBC_MODULES if importlib.util.find_spec(name) is None), None)
-    if missing is None:
-        return "adbc"
-    if reader == "adbc":
-        raise MissingDependencyError("the ADBC run-log reader", "fast", missing)
-    return "sqlite3"
-
-
-# What the ADBC reader imports (the `fast` extra).
-_ADBC_MODULES = ("adbc_driver_manager", "adbc_driver_sqlite", "pyarrow")
 
 
 def _limit(limit: object) -> int | None:
