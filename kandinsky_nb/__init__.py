@@ -58,6 +58,8 @@ _LAZY = {
     "Gallery": "kandinsky_nb.ui",
     "SweepPanel": "kandinsky_nb.ui",
     "CostPanel": "kandinsky_nb.ui",
+    "RunViewer": "kandinsky_nb.ui",
+    "compare_runs": "kandinsky_nb.ui",
     "show_generation": "kandinsky_nb.ui",
 }
 
@@ -106,6 +108,7 @@ __all__ = [
     "ResponseValidationError",
     "RunLog",
     "RunLogError",
+    "RunViewer",
     "RunwareBackend",
     "Safety",
     "ServerError",
@@ -120,6 +123,7 @@ __all__ = [
     "UnusableCostError",
     "WireError",
     "__version__",
+    "compare_runs",
     "contact_sheet",
     "score_sweep",
     "show_generation",
