@@ -28,7 +28,7 @@ from xml.sax.saxutils import escape, unescape
 from .._media import extension, sniff_format
 from ..errors import RunLogError
 
-__all__ = ["embed_params", "infotext", "read_embedded_params", "write_image_once"]
+__all__ = ["embed_params", "infotext", "read_embedded_params", "write_atomically", "write_image_once"]
 
 PARAMS_KEY = "k5nb_params"
 _XMP_NS = "https://github.com/kandinsky-nb/ns/1.0/"
@@ -182,20 +182,29 @@ def write_image_once(images_dir: Path, data: bytes) -> tuple[Path, str]:
     path = images_dir / digest[:2] / f"{digest}.{extension(sniff_format(data))}"
     if path.exists():
         return path, digest
-    temporary = path.parent / f".tmp-{uuid.uuid4().hex}"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, IMAGE_FILE_MODE)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        write_atomically(path, data)
     except OSError as exc:
         raise RunLogError(_write_failure(path.parent, exc)) from exc
     return path, digest
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name in the same folder and a rename, creating the folder.
+
+    Readers see the whole file or none, and concurrent writers of the same bytes end with one file (the last
+    rename wins). The file gets mode 0644 less the umask. An :class:`OSError` propagates, with no temporary file left.
+    """
+    temporary = path.parent / f".tmp-{uuid.uuid4().hex}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, IMAGE_FILE_MODE)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _write_failure(folder: Path, exc: OSError) -> str:

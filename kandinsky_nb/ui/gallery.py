@@ -8,10 +8,11 @@ Only rows with an image are shown; failed rows are counted, not hidden silently.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
+import io
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -19,7 +20,8 @@ import ipywidgets as widgets
 from .. import spec
 from ..analysis.quality import score_caption
 from ..errors import ConfigurationError
-from ..html import DEMO_NOTE, STYLE, thumbnail
+from ..html import DEMO_NOTE, STYLE
+from ..runlog.thumbs import cached_thumbnail
 from ._common import ErrorArea, css, run_in_background
 from .binding import FormBinding
 from .scores import NEWEST_FIRST, score_images, scored_metrics, sort_by_score
@@ -35,6 +37,7 @@ __all__ = ["Gallery", "GalleryState", "request_from_row", "select_rows"]
 
 DEFAULT_LIMIT = 48  # images per page
 _THUMB = 160
+PLACEHOLDER_GREY = (200, 200, 200)  # an unreadable image's tile: plainly not a picture, visible on both themes
 
 
 @dataclass
@@ -341,7 +344,7 @@ class Gallery(widgets.VBox):
     def _tile(self, row_id: int, row: Any) -> widgets.Widget:
         path = str(row["image_path"])
         if path not in self._thumbs:
-            self._thumbs[path] = thumbnail(Path(path).read_bytes(), _THUMB)
+            self._thumbs[path] = _tile_image(path, row.get("image_sha256"))
         data, fmt = self._thumbs[path]
         # Aspect kept inside a square box: a portrait is not squashed to the tile's width.
         image = widgets.Image(
@@ -367,6 +370,27 @@ class Gallery(widgets.VBox):
         )
         button.on_click(self.errors.guard("Open image")(lambda _b, rid=row_id: self.select(rid)))
         return css(widgets.VBox([image, caption, button]), "knb-gallery-tile")
+
+
+def _tile_image(path: str, sha256: Any) -> tuple[bytes, str]:
+    """A tile's thumbnail, from the thumbnail cache beside the images (made once per image content); an image that
+    is gone or cannot be decoded shows the placeholder, so one bad file never blanks the whole page."""
+    from PIL import Image
+
+    try:
+        return cached_thumbnail(path, sha256, _THUMB)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # what Pillow raises on a bad file
+        return _placeholder()
+
+
+@functools.cache
+def _placeholder() -> tuple[bytes, str]:
+    """A plain grey square the tile's size, in the tile's place when its image cannot be shown."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (_THUMB, _THUMB), PLACEHOLDER_GREY).save(buffer, format="PNG")
+    return buffer.getvalue(), "png"
 
 
 def _scoring_words(state: GalleryState) -> str:
