@@ -6,8 +6,10 @@
    on a real Session, its Generate button clicked inside a running event loop (as in a kernel), timed until the first
    live preview reaches the panel's preview widget, and until the images are on screen. Goal: under 1 s.
 2. A Gallery over ``--runs`` logged runs (the real schema; synthetic rows as ``bench_sidebar.py`` builds them, the
-   newest page's images distinct 1024x1024 PNG files so each thumbnail is really decoded) opening: constructing the
-   widget, which reads the log and draws its first page of thumbnails, then the next page. Goal: under 1 s.
+   newest two pages' images distinct 1024x1024 PNG files stored by content as the run log stores them) opening:
+   constructing the widget, which reads the log and draws its first page of thumbnails, then the next page. Goal:
+   under 1 s. The very first opening makes and caches the thumbnails (timed once); the repeats, each on a fresh
+   RunLog, read them from the cache, as any later opening does.
 
 Prints each figure (median and worst of ``--repeats``) against its goal.
 """
@@ -74,17 +76,21 @@ def build_gallery_log(home: Path, runs: int, distinct: int) -> None:
     from bench_sidebar import build_log
     from PIL import Image
 
+    from kandinsky_nb.runlog.files import write_image_once
+
     build_log(home, runs)
     with sqlite3.connect(home / "runs.db") as db:
         newest = db.execute("SELECT id FROM runs WHERE status = 'ok' ORDER BY id DESC LIMIT ?", (distinct,)).fetchall()
         for index, (row_id,) in enumerate(newest):
-            path = home / "images" / "01" / f"bench-{row_id}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
             buffer = io.BytesIO()
             # A smooth gradient per image: a realistic PNG size (noise would be several MB each).
             Image.linear_gradient("L").resize((1024, 1024)).convert("RGB").rotate(index * 7).save(buffer, "PNG")
-            path.write_bytes(buffer.getvalue())
-            db.execute("UPDATE runs SET image_path = ? WHERE id = ?", (str(path.relative_to(home)), row_id))
+            # Stored as the run log stores images (images/ab/<sha256>.png), so the thumbnail cache keys them.
+            path, digest = write_image_once(home / "images", buffer.getvalue())
+            db.execute(
+                "UPDATE runs SET image_path = ?, image_sha256 = ? WHERE id = ?",
+                (str(path.relative_to(home)), digest, row_id),
+            )
     db.close()
 
 
@@ -97,6 +103,18 @@ def bench_gallery(home: Path, runs: int, repeats: int) -> dict[str, list[float]]
     build_gallery_log(log_home, runs, distinct=2 * 48)
     print(f"built a log of {runs:,} runs in {time.perf_counter() - started:.1f} s")
     opened, next_page = [], []
+    # The first opening ever makes the thumbnails of its page (and the next page's on its first view) and caches
+    # them; every later opening, in any kernel, reads the cached thumbnails.
+    log = RunLog(log_home)
+    try:
+        started = time.perf_counter()
+        gallery = Gallery(log)
+        first_ever = [time.perf_counter() - started]
+        started = time.perf_counter()
+        gallery.next_button.click()
+        first_next = [time.perf_counter() - started]
+    finally:
+        log.close()
     for _ in range(repeats):
         log = RunLog(log_home)  # a fresh log each time: nothing cached from the last opening
         try:
@@ -130,6 +148,8 @@ def bench_gallery(home: Path, runs: int, repeats: int) -> dict[str, list[float]]
     return {
         f"Gallery over {runs:,} runs ({total:,} images) opens, first page": opened,
         "its next page": next_page,
+        "  the first opening ever (thumbnails made and cached), once": first_ever,
+        "  its next page, first view, once": first_next,
         "  of which: 48 thumbnails from 1024x1024 PNGs, alone": shrinking,
     }
 

@@ -4,6 +4,7 @@ Parquet/CSV export.
 - :mod:`.store`: :class:`RunLog`, the one class that reads and writes the database;
 - :mod:`.migrations`: the schema, as named migrations applied once each;
 - :mod:`.files`: image files written once by sha256, with their request parameters embedded;
+- :mod:`.thumbs`: thumbnails made once per image content and kept beside the images (the Gallery's tiles);
 - :mod:`.metrics`: scores as run-log data (the ``metrics`` table, the ``score_<metric>`` columns of ``RunLog.df``).
 """
 
