@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from PIL import Image as PILImage
 
-__all__ = ["ContactSheet", "Placement", "axis_values", "contact_sheet"]
+__all__ = ["ContactSheet", "Placement", "axis_values", "contact_sheet", "read_grid_metadata"]
 
 DEMO_CAPTION = "demo weights: images are noise"
 GRID_KEY = "k5nb_grid"
@@ -92,6 +92,19 @@ class ContactSheet:
         for placed in self.placements:
             counts[placed.status] = counts.get(placed.status, 0) + 1
         return f"ContactSheet(x={self.x!r}, y={self.y!r}, z={self.z!r}, {self.image.size[0]}x{self.image.size[1]} px, {counts})"
+
+
+def read_grid_metadata(source: str | os.PathLike[str] | bytes) -> dict[str, Any] | None:
+    """What :meth:`ContactSheet.save` embedded in a PNG (layout, placements, and the sweep's definition: base
+    request, axes, cell keys), or None when the file has no ``k5nb_grid`` chunk."""
+    import io
+
+    from PIL import Image
+
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    with Image.open(io.BytesIO(data)) as image:
+        text = getattr(image, "text", {}).get(GRID_KEY)  # PNG text chunks (tEXt, zTXt, iTXt) by keyword
+    return json.loads(text) if text else None
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import SweepError
 from ..planning import (
     Axis,
     CellJob,
@@ -217,17 +218,74 @@ class SweepPlan:
         return SweepLease(self.session.runs.home, self.name)
 
     def _prepare(self, retry_failed: bool) -> tuple[list[CellJob], SweepReport]:
-        session = self.session
-        check_same_sweep(self.name, session.runs.register_sweep(self.name, self.definition), self.definition)
+        self._register()
         jobs, done = self._jobs(retry_failed)
+        self._admit(jobs)
+        return jobs, SweepReport(self.name, skipped_done=done)
+
+    def _register(self) -> None:
+        runs = self.session.runs
+        check_same_sweep(self.name, runs.register_sweep(self.name, self.definition), self.definition)
+
+    def _admit(self, jobs: list[CellJob]) -> None:
+        """Check the budget has room for ``jobs`` and clear a previous Cancel."""
         # Pending cells were paid for when first sent (their hold stayed counted): only fresh ones need room.
-        model = session.cost_model()
+        model = self.session.cost_model()
         fresh = [job.request for job in jobs if not job.pending]
         cost = sum(model.price(request)[0] for request in fresh)
         work = sum(work_units(request) for request in fresh)  # at the price the budget has learned, if higher
-        session.budget.check(cost, f"sweep {self.name!r} ({len(jobs)} requests)", work=work)
+        self.session.budget.check(cost, f"sweep {self.name!r} ({len(jobs)} requests)", work=work)
         self._stop.clear()
-        return jobs, SweepReport(self.name, skipped_done=done)
+
+    def cell(self, cell: str | int | SweepCell) -> SweepCell:
+        """One of this sweep's cells, by its key (``plan[i].key``), its index, or the cell itself."""
+        if isinstance(cell, SweepCell):
+            cell = cell.key
+        if isinstance(cell, int) and not isinstance(cell, bool) and 0 <= cell < len(self.cells):
+            return self.cells[cell]
+        found = next((c for c in self.cells if c.key == cell), None)
+        if found is None:
+            raise SweepError(
+                f"cell={cell!r} is not a cell of sweep {self.name!r}; give an index 0-{len(self.cells) - 1} "
+                "or a cell key as plan[i].key gives it"
+            )
+        return found
+
+    def _rerun_job(self, cell: str | int | SweepCell) -> CellJob:
+        found = self.cell(cell)
+        # The same request with a fresh taskUUID, logged under the same cell: a new run of that cell, not a resume.
+        return CellJob(found, found.request.replace(), CellRef(self.name, found.key))
+
+    def rerun_cell(self, cell: str | int | SweepCell, *, progress: bool = False) -> SweepReport:
+        """Run one cell again, done or failed: the same request under a new taskUUID, logged as a new run of the same
+        cell (its latest ok run is the one grids show). Holds the sweep's lease like :meth:`run`."""
+        with self._lease():
+            job = self._rerun_job(cell)
+            self._register()
+            self._admit([job])
+            report, spent_before = SweepReport(self.name), self.session.budget.spent
+            bar = self._progress(1, progress)
+            try:
+                ThreadRunner(self.session, report, self._stop, bar, None).run([[job]], 1)
+            finally:
+                bar.close()
+                report.spent_usd = self.session.budget.spent - spent_before
+        return report
+
+    async def arerun_cell(self, cell: str | int | SweepCell, *, progress: bool = False) -> SweepReport:
+        """The async twin of :meth:`rerun_cell`."""
+        with self._lease():
+            job = self._rerun_job(cell)
+            self._register()
+            self._admit([job])
+            report, spent_before = SweepReport(self.name), self.session.budget.spent
+            bar = self._progress(1, progress)
+            try:
+                await AsyncRunner(self.session, report, self._stop, bar, None).run([[job]], 1)
+            finally:
+                bar.close()
+                report.spent_usd = self.session.budget.spent - spent_before
+        return report
 
     def _progress(self, total: int, enabled: bool) -> Any:
         from tqdm.auto import tqdm
@@ -304,5 +362,7 @@ class SweepPlan:
         x, y, blocks = grid_layout([axis.name for axis in self.varied], x, y, z)
         orders = {axis.name: list(axis.values) for axis in self.axes}
         options.setdefault("title", f"sweep {self.name} on {self.session.engine}")
-        options.setdefault("definition", {"sweep": self.name, **self.definition})
+        # The cell keys too, so an exported sheet names every cell of its sweep (each with its coordinates).
+        cells = {cell.key: cell.coords for cell in self.cells}
+        options.setdefault("definition", {"sweep": self.name, **self.definition, "cells": cells})
         return contact_sheet(self.df, x=x, y=y, z=blocks, orders=orders, **options)

@@ -21,6 +21,7 @@ from .. import spec
 from .._media import data_uri
 from ..errors import KandinskyNBError, RequestValidationError, SweepError
 from ..html import DEMO_NOTE, STYLE, format_seconds, format_usd, html_from_problems, thumbnail
+from ..planning.axes import grid_layout
 from ..planning.sweep import design_sweep
 from ..types import ImageInferenceRequest
 from ._common import ErrorArea, cost_source_note, css, run_in_background, session_or_default, spent_words
@@ -29,7 +30,7 @@ from .scores import SweepScores, when_scored
 from .state import RunState
 from .viewer import RunViewer
 
-__all__ = ["SweepPanel", "SweepState", "sweep_arguments", "sweep_form_problems"]
+__all__ = ["GRID_ROLES", "SweepPanel", "SweepState", "sweep_arguments", "sweep_form_problems", "sweep_grid_axes"]
 
 # The numeric axes typed as text (lists or ranges), in the order they are offered.
 TEXT_AXES: dict[str, str] = {
@@ -54,6 +55,10 @@ _FIELD_OF_REQUEST = {
 _PLACEHOLDER_PROMPT = "a placeholder prompt"
 _POLL_SECONDS = 0.5
 _NO_CELL = "choose a finished cell"
+_NO_RERUN = "choose a cell to re-run"
+_NO_AXIS = "—"
+# Where a sweep's axes go in its grid and contact sheet: SweepState's field -> the dropdown's label.
+GRID_ROLES = {"across": "across", "down": "down", "per_block": "per block"}
 # A click on a cell's image picks that cell in the Open cell list below the grid (the list's own change event then
 # opens it from Python): an inline handler, which widget HTML keeps, with no script tag. It matches the option's value,
 # which ipywidgets sets to the label as given (its text has the spaces replaced by no-break spaces).
@@ -75,6 +80,24 @@ class SweepState:
     schedulers: list[str] = field(default_factory=list)
     sizes: list[str] = field(default_factory=list)  # size labels
     concurrency: int = 2
+    # The grid's layout: an axis name each, or None for the default (first varied axis across, next down, rest in
+    # blocks). A name the sweep does not vary is ignored, so a layout outlives edits of the form.
+    across: str | None = None
+    down: str | None = None
+    per_block: str | None = None
+
+
+def sweep_grid_axes(
+    varied: list[str], across: str | None = None, down: str | None = None, per_block: str | None = None
+) -> tuple[str | None, str | None, list[str]]:
+    """The grid's (x, y, z) for the varied axes and a chosen layout: the axis chosen per block leads the blocks, the
+    rest is placed as :func:`~kandinsky_nb.planning.axes.grid_layout` places it."""
+    pinned = per_block if per_block in varied and per_block not in (across, down) else None
+    pool = [axis for axis in varied if axis != pinned]
+    x, y, rest = grid_layout(
+        pool, across if across in pool else None, down if down in pool and down != across else None
+    )
+    return x, y, ([pinned] if pinned else []) + rest
 
 
 def sweep_arguments(state: SweepState) -> dict[str, Any]:
@@ -250,6 +273,46 @@ class SweepPanel(widgets.VBox):
         self.cell_picker.observe(self.errors.guard("Open cell")(self._on_pick), names="value")
         self.viewer = css(RunViewer(self.session, open_panel=self._reuse_target), "knb-sweep-viewer")
 
+        # Which axes go across, down and per block: the grid and the contact sheet redraw with the choice.
+        self.layout_pickers = {
+            role: css(
+                widgets.Dropdown(options=[(_NO_AXIS, None)], value=None, description=label),
+                "knb-sweep-layout",
+                f"knb-sweep-{role.replace('_', '-')}",
+            )
+            for role, label in GRID_ROLES.items()
+        }
+        self._laying_out = False
+        for role, picker in self.layout_pickers.items():
+            picker.observe(
+                self.errors.guard("Grid layout")(lambda change, role=role: self._on_layout(role, change)),
+                names="value",
+            )
+        # Re-run one finished (ok or failed) cell: the same request, a new taskUUID, a new run of that cell.
+        self.rerun_picker = css(
+            widgets.Dropdown(options=[(_NO_RERUN, None)], value=None, description="Cell"), "knb-sweep-rerun-cell"
+        )
+        self.rerun_button = css(
+            widgets.Button(
+                description="Re-run cell",
+                icon="redo",
+                tooltip="runs the chosen cell again (same request, new taskUUID); the grid shows the new result",
+            ),
+            "knb-sweep-rerun",
+        )
+        self.rerun_task: asyncio.Task[Any] | None = None
+        self.rerunning = False
+        self.rerun_status = css(widgets.HTML(""), "knb-sweep-rerun-status")
+        self.export_button = css(
+            widgets.Button(
+                description="Export grid",
+                icon="download",
+                tooltip="writes the contact sheet as PNG with the sweep (base request, axes, cells) embedded",
+            ),
+            "knb-sweep-export",
+        )
+        self.export_status = css(widgets.HTML(""), "knb-sweep-export-status")
+
         bind = self.binding
         bind.attribute(self.prompt, "prompt")
         bind.attribute(self.name, "name")
@@ -267,6 +330,8 @@ class SweepPanel(widgets.VBox):
         self.cancel_button.on_click(self.errors.guard("Cancel sweep")(lambda _b: self.cancel()))
         self.sheet_button.on_click(self.errors.guard("Contact sheet")(lambda _b: self.draw_contact_sheet()))
         self.score_button.on_click(self.errors.guard("Scoring")(lambda _b: self.score()))
+        self.rerun_button.on_click(self.errors.guard("Re-run cell")(lambda _b: self.rerun_cell()))
+        self.export_button.on_click(self.errors.guard("Export grid")(lambda _b: self.export_grid()))
         super().__init__(
             children=[
                 widgets.HTML(STYLE),
@@ -285,11 +350,13 @@ class SweepPanel(widgets.VBox):
                 self.summary,
                 widgets.HBox([self.run_button, self.cancel_button, self.progress, self.progress_label]),
                 self.errors.widget,
+                widgets.HBox(list(self.layout_pickers.values())),
                 self.grid,
                 self.cell_picker,
+                widgets.HBox([self.rerun_picker, self.rerun_button, self.rerun_status]),
                 self.viewer,
                 widgets.HBox([self.score_button, self.score_status]),
-                widgets.HBox([self.sheet_button, self.sheet_status]),
+                widgets.HBox([self.sheet_button, self.sheet_status, self.export_button, self.export_status]),
                 self.sheet_image,
             ],
             **box,
@@ -407,7 +474,7 @@ class SweepPanel(widgets.VBox):
         plan = self._plan_to_draw()
         self._sheet_busy(plan)
         try:
-            sheet = plan.grid()
+            sheet = plan.grid(**self._grid_arguments(plan))
             png = sheet._repr_png_()
         finally:
             self._sheet_idle()
@@ -429,8 +496,10 @@ class SweepPanel(widgets.VBox):
         return self.plan
 
     async def _adraw_sheet(self, plan: Any) -> Any:
+        layout = self._grid_arguments(plan)
+
         def draw() -> tuple[Any, bytes]:
-            sheet = plan.grid()
+            sheet = plan.grid(**layout)
             return sheet, sheet._repr_png_()
 
         try:
@@ -509,6 +578,133 @@ class SweepPanel(widgets.VBox):
             self.cell_picker.value = None
         finally:
             self._offering = False
+
+    # -- grid layout, re-run, export ----------------------------------------------------------------------------
+    def grid_axes(self) -> tuple[str | None, str | None, list[str]]:
+        """The axes the grid and the contact sheet put across, down and per block (the form's choice, else the
+        default)."""
+        varied = [axis.name for axis in self.plan.varied] if self.plan is not None else []
+        return sweep_grid_axes(varied, self.state.across, self.state.down, self.state.per_block)
+
+    def _grid_arguments(self, plan: Any) -> dict[str, Any]:
+        x, y, z = sweep_grid_axes(
+            [axis.name for axis in plan.varied], self.state.across, self.state.down, self.state.per_block
+        )
+        return {"x": x, "y": y, "z": z}
+
+    def choose_layout(self, role: str, axis: str | None) -> None:
+        """Put ``axis`` across, down or per block (``role``: across, down, per_block); the axis that held that place
+        swaps to the place ``axis`` left. The grid and a contact sheet on screen are redrawn."""
+        if role not in GRID_ROLES:
+            raise SweepError(f"role={role!r} is not a grid place; use one of {', '.join(GRID_ROLES)}")
+        x, y, z = self.grid_axes()
+        current = {"across": x, "down": y, "per_block": z[0] if z else None}
+        if axis is not None and axis not in {a for a in (x, y, *z) if a}:
+            varied = ", ".join(a for a in (x, y, *z) if a) or "none"
+            raise SweepError(f"axis={axis!r} is not varied by this sweep; its varied axes are: {varied}")
+        for other, held in current.items():
+            if other != role and held == axis and axis is not None:
+                current[other] = current[role]  # swap: the other place takes what this one held
+        current[role] = axis
+        self.state.across, self.state.down, self.state.per_block = (
+            current["across"],
+            current["down"],
+            current["per_block"],
+        )
+        self._redraw_layout()
+
+    def _redraw_layout(self) -> None:
+        self._grid_signature = ()
+        if self.plan is None:
+            return
+        self._draw_grid()
+        if self.sheet is not None and self._sheet_of == self.plan.name:
+            self.draw_contact_sheet()
+
+    def _on_layout(self, role: str, change: dict[str, Any]) -> None:
+        if not self._laying_out and change["new"] is not None:
+            self.choose_layout(role, change["new"])
+
+    def _offer_layout(self) -> None:
+        """The layout dropdowns: every varied axis in each, set to where it is drawn now."""
+        x, y, z = self.grid_axes()
+        options = [(_NO_AXIS, None), *((a, a) for a in (x, y, *z) if a)]
+        values = {"across": x, "down": y, "per_block": z[0] if z else None}
+        self._laying_out = True  # the panel's own choice, not a person's: no swap
+        try:
+            for role, picker in self.layout_pickers.items():
+                if list(picker.options) != options:
+                    picker.options = options
+                picker.value = values[role]
+        finally:
+            self._laying_out = False
+
+    def rerun_cell(self, cell: str | int | None = None) -> asyncio.Task[Any] | None:
+        """Run one cell again: by its coordinates (as the grid's tooltips show them), its key, its index, or the one
+        chosen in the Cell list. Same request, a new taskUUID, logged as a new run of that cell; the grid then shows
+        the new result. A task when an event loop runs, else now."""
+        plan = self._plan_to_draw()
+        if self.running or self.rerunning:
+            raise SweepError("the sweep is running; re-run a cell when it has finished (or cancel it first)")
+        chosen = self.rerun_picker.value if cell is None else cell
+        if chosen is None:
+            raise SweepError("no cell is chosen; pick one in the Cell list (failed and finished cells are offered)")
+        if isinstance(chosen, str):
+            chosen = next((c.key for c in plan.cells if _cell_label(c) == chosen), chosen)
+        target = plan.cell(chosen)  # an unknown cell is refused here, before anything is sent
+        self.rerunning = True
+        self.rerun_status.value = f'<span class="knb-muted">Re-running {html.escape(_cell_label(target))}…</span>'
+        self._draw_run()
+        self.rerun_task = run_in_background(lambda: self._arerun(plan, target), lambda: self._rerun_now(plan, target))
+        return self.rerun_task
+
+    async def _arerun(self, plan: Any, cell: Any) -> Any:
+        report = None
+        try:
+            report = await plan.arerun_cell(cell)
+        except Exception as exc:
+            self.errors.show(exc, "Re-run cell")
+        finally:
+            self._rerun_done(cell, report)
+        return report
+
+    def _rerun_now(self, plan: Any, cell: Any) -> Any:
+        report = None
+        try:
+            report = plan.rerun_cell(cell)
+        except Exception as exc:
+            self.errors.show(exc, "Re-run cell")
+        finally:
+            self._rerun_done(cell, report)
+        return report
+
+    def _rerun_done(self, cell: Any, report: Any) -> None:
+        self.rerunning = False
+        outcome = "not run" if report is None else ("ok" if report.ok else "failed (logged)")
+        self.rerun_status.value = html.escape(f"Re-run of {_cell_label(cell)}: {outcome}")
+        self.replan()  # the new run changes the cell's state, the estimate and the grid
+        if self.plan is not None and self.sheet is not None and self._sheet_of == self.plan.name:
+            self.draw_contact_sheet()
+
+    def _offer_reruns(self, states: dict[str, Any]) -> None:
+        """The Cell choices: every finished cell (failed ones first, the usual reason to re-run)."""
+        finished = [(cell, states[cell.key][0]) for cell in self.plan.cells if states[cell.key][0] in ("ok", "failed")]
+        finished.sort(key=lambda pair: pair[1] != "failed")
+        options = [(_NO_RERUN, None), *((f"{_cell_label(cell)} · {state}", cell.key) for cell, state in finished)]
+        if list(self.rerun_picker.options) != options:
+            keep = self.rerun_picker.value if self.rerun_picker.value in {key for _, key in options} else None
+            self.rerun_picker.options = options
+            self.rerun_picker.value = keep
+
+    def export_grid(self, path: str | Path | None = None) -> Path:
+        """Write the contact sheet, in the layout chosen, as a PNG with the sweep embedded (its name, base request,
+        axes, cell keys and where each cell is drawn; read it back with
+        :func:`kandinsky_nb.analysis.grid.read_grid_metadata`). ``path``: default ``<run-log home>/grids/<name>.png``."""
+        plan = self._plan_to_draw()
+        out = Path(path) if path is not None else Path(self.session.runs.home) / "grids" / f"{plan.name}.png"
+        saved = plan.grid(**self._grid_arguments(plan)).save(out)
+        self.export_status.value = f'<span class="knb-muted">saved {html.escape(str(saved))}</span>'
+        return saved
 
     def _reuse_target(self) -> Any:
         # The viewer's Reuse fills the GeneratePanel this sweep starts from, or one opened under the viewer.
@@ -600,6 +796,8 @@ class SweepPanel(widgets.VBox):
         self.run_button.description = "All done" if nothing_to_run and not run.running else "Run / resume"
         self.cancel_button.disabled = not run.running
         self.score_button.disabled = self.plan is None or run.running or self.scores.scoring
+        self.rerun_button.disabled = self.plan is None or run.running or self.rerunning
+        self.export_button.disabled = self.plan is None
         self.progress.value = round(run.progress * self.progress.max)
         self.progress.bar_style = {"success": "success", "partial": "warning", "failed": "danger"}.get(
             run.outcome, "info"
@@ -632,37 +830,47 @@ class SweepPanel(widgets.VBox):
         )
 
     def _draw_grid(self) -> None:
-        """The cells as a table that fills in as they finish: first varied axis across, the rest down."""
+        """The cells as tables that fill in as they finish, in the chosen layout: one axis across, one down, one table
+        per block."""
         plan = self.plan
         states = plan.cell_states()
-        # The scores' revision too: captions that arrive later redraw the same cells.
-        signature = (*((key, state) for key, (state, _) in states.items()), self.scores.revision)
+        x, y, z = self.grid_axes()
+        # The layout and the scores' revision too: a new layout or captions that arrive later redraw the same cells.
+        signature = (*((key, state) for key, (state, _) in states.items()), self.scores.revision, x, y, tuple(z))
         if signature == self._grid_signature:
             return
         self._grid_signature = signature
-        varied = plan.varied
-        across = varied[0].name if varied else None
-        columns = list(varied[0].values) if varied else [None]
-        rows: dict[str, list[str]] = {}
+        self._offer_layout()
         self._cell_rows = {
             _cell_label(cell): int(states[cell.key][1]["id"])
             for cell in plan.cells
             if states[cell.key][0] == "ok" and states[cell.key][1] is not None and states[cell.key][1].get("image_path")
         }
         self._offer_cells()
+        self._offer_reruns(states)
+        values = {axis.name: list(axis.values) for axis in plan.varied}
+        columns = values[x] if x else [None]
+        blocks: dict[str, dict[str, dict[Any, str]]] = {}  # block label -> row label -> column value -> cell
         for cell in plan.cells:
             state, row = states[cell.key]
-            down = ", ".join(f"{a.name}={cell.coords.get(a.name)}" for a in varied[1:]) or " "
-            rows.setdefault(down, []).append(self._cell_html(cell, state, row))
-        header = "".join(f"<th>{html.escape(f'{across}={v}' if across else '')}</th>" for v in columns)
-        body = "".join(
-            f"<tr><th style='text-align:right'>{html.escape(label)}</th>{''.join(f'<td>{c}</td>' for c in cells)}</tr>"
-            for label, cells in rows.items()
-        )
+            block = ", ".join(f"{a}={cell.coords.get(a)}" for a in z)
+            down = f"{y}={cell.coords.get(y)}" if y else " "
+            blocks.setdefault(block, {}).setdefault(down, {})[cell.coords.get(x) if x else None] = self._cell_html(
+                cell, state, row
+            )
+        header = "".join(f"<th>{html.escape(f'{x}={v}' if x else '')}</th>" for v in columns)
+        tables = []
+        for block, rows in blocks.items():
+            body = "".join(
+                f"<tr><th style='text-align:right'>{html.escape(label)}</th>"
+                + "".join(f"<td>{cells.get(v, '')}</td>" for v in columns)
+                + "</tr>"
+                for label, cells in rows.items()
+            )
+            title = f'<div class="knb-caption knb-sweep-block">{html.escape(block)}</div>' if block else ""
+            tables.append(f'{title}<table class="knb-sweep-table"><tr><th></th>{header}</tr>{body}</table>')
         # A wide sweep scrolls inside the panel instead of spilling out of it.
-        self.grid.value = (
-            f'<div class="knb-scroll"><table class="knb-sweep-table"><tr><th></th>{header}</tr>{body}</table></div>'
-        )
+        self.grid.value = f'<div class="knb-scroll">{"".join(tables)}</div>'
 
     def _cell_html(self, cell: Any, state: str, row: dict[str, Any] | None) -> str:
         size = _GRID_THUMB
