@@ -130,7 +130,7 @@ def bench_gallery(home: Path, runs: int, repeats: int) -> dict[str, list[float]]
         finally:
             log.close()
     total = gallery.state.total
-    # Where the opening goes: shrinking the page's full-size images to thumbnails, measured alone.
+    # What the thumbnail cache saves each later opening: shrinking the page's full-size images, measured alone.
     from kandinsky_nb.html import thumbnail
 
     with sqlite3.connect(log_home / "runs.db") as db:
@@ -150,7 +150,7 @@ def bench_gallery(home: Path, runs: int, repeats: int) -> dict[str, list[float]]
         "its next page": next_page,
         "  the first opening ever (thumbnails made and cached), once": first_ever,
         "  its next page, first view, once": first_next,
-        "  of which: 48 thumbnails from 1024x1024 PNGs, alone": shrinking,
+        "  48 thumbnails made from 1024x1024 PNGs, alone (what the cache saves)": shrinking,
     }
 
 
@@ -160,7 +160,7 @@ def report(results: dict[str, list[float]], goal_for: set[str]) -> None:
         goal = ""
         if label in goal_for or any(label.startswith(prefix) for prefix in goal_for):
             goal = f"  goal < {GOAL_S:g} s: {'met' if median < GOAL_S else 'MISSED'}"
-        print(f"{label:<62} median {median:7.3f} s   worst {worst:7.3f} s{goal}")
+        print(f"{label:<72} median {median:7.3f} s   worst {worst:7.3f} s{goal}")
 
 
 def main() -> None:
