@@ -1,5 +1,7 @@
 """SweepPanel: pick axes and values (lists or A1111 range syntax), see the cell count, cost, time and budget before
-anything runs, then run with a progress bar and a grid that fills in live; cancel; run again to resume.
+anything runs, then run with a progress bar and a grid that fills in live; cancel; run again to resume. The grid and
+the contact sheet put the axes chosen across, down and per block (choosing a placed axis swaps it); one failed or
+chosen cell re-runs on its own; Export grid writes the contact sheet with the sweep embedded.
 
 Planning, estimating, running and resuming are the Session's (``session.sweep(...)`` -> a plan); the panel only turns
 its form into that call and shows the plan's state, which it polls from the run log while the sweep runs.

@@ -104,7 +104,7 @@ def test_a_failed_cell_is_rerun_as_a_new_run_of_the_same_cell(demo_backend, tmp_
         rows = [r for r in session.runs.sweep_rows(panel.plan.name) if r["sweep_cell"] == failed_key]
         assert [r["status"] for r in rows] == ["failed", "ok"]  # both runs kept, the new one shown
 
-        # A chosen finished cell (by its coordinates) runs again too: a third run of the sweep's seed=1 cell's kind.
+        # A chosen finished cell, named by its coordinates as the grid shows them, runs again too.
         first_key = panel.plan.cells[0].key
         old = panel.plan.cell_states()[first_key].row
         panel.rerun_cell("seed=1")
