@@ -32,7 +32,9 @@ from ..errors import RunLogError
 from .frame import text_array
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["METRIC_COLUMN_PREFIX", "metric_column"]
 
@@ -187,9 +189,28 @@ def scores_sql(condition: str = "") -> str:
     return f"SELECT metric, image_sha256, value FROM metrics{images} ORDER BY metric, image_sha256, computed_utc, rowid"
 
 
-def with_metric_columns(frame: pd.DataFrame, metrics: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
+def score_cells(rows: Sequence[tuple[Any, ...]]) -> np.ndarray:
+    """The rows of :func:`scores_sql` as read by the sqlite3 module, as a (rows x 3) object matrix (numpy's C loop)."""
+    import numpy as np
+
+    return np.fromiter(chain.from_iterable(rows), dtype=object, count=3 * len(rows)).reshape(len(rows), 3)
+
+
+def score_cells_of_arrow(table: pa.Table) -> np.ndarray:
+    """The result of :func:`scores_sql` as the Arrow reader returns it, as the matrix :func:`score_cells` makes."""
+    import numpy as np
+
+    cells = np.empty((table.num_rows, 3), dtype=object)
+    if table.num_rows:
+        for number in range(3):
+            cells[:, number] = table.column(number).to_numpy(zero_copy_only=False)
+    return cells
+
+
+def with_metric_columns(frame: pd.DataFrame, metrics: Sequence[str], cells: np.ndarray) -> pd.DataFrame:
     """``frame`` (rows of ``runs``) with one float column ``score_<metric>`` per name in ``metrics``, holding the
-    newest score of the row's image from ``rows`` (the result of :func:`scores_sql`); NaN where it has none.
+    newest score of the row's image from ``cells`` (the result of :func:`scores_sql`, as :func:`score_cells` or
+    :func:`score_cells_of_arrow` make it); NaN where it has none.
 
     "Newest" is the last computed, then the last stored: a bumped scorer version takes over an image's column as soon
     as it has scored that image, and ``RunLog.metrics`` still lists every version and reference. Vectorised and keyed
@@ -203,14 +224,13 @@ def with_metric_columns(frame: pd.DataFrame, metrics: Sequence[str], rows: Seque
     if not metrics:
         return frame
     columns = {metric_column(name): number for number, name in enumerate(metrics)}
-    if not rows:
+    if not len(cells):
         for column in columns:
             frame[column] = np.nan
         return frame
-    cells = np.fromiter(chain.from_iterable(rows), dtype=object, count=3 * len(rows)).reshape(len(rows), 3)
     metric, image = cells[:, 0], cells[:, 1]
     # The rows come grouped by (metric, image), newest last: keep the last of each group.
-    newest = np.ones(len(rows), dtype=bool)
+    newest = np.ones(len(cells), dtype=bool)
     newest[:-1] = (metric[1:] != metric[:-1]) | (image[1:] != image[:-1])
     metric, image, value = metric[newest], image[newest], cells[newest, 2].astype(np.float64)
     # Each metric's scores are one contiguous run: its column number, repeated over the run.

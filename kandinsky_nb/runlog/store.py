@@ -19,10 +19,12 @@ migration is written without restating the schema here.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sqlite3
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -31,11 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 from .. import settings, spec
 from .._version import __version__
-from ..errors import RunLogError
+from ..errors import ConfigurationError, MissingDependencyError, RunLogError
 from ..types import Generation, ImageInferenceRequest
 from . import frame as frames
 from . import metrics as scores
 from . import query as filters
+from .arrow_reader import MODULES as ARROW_MODULES
+from .arrow_reader import ArrowReadError, read_tables
 from .files import embed_params, write_image_once
 from .migrations import migrate
 from .query import STATUSES, UNANSWERED, Where
@@ -49,6 +53,12 @@ DB_NAME = "runs.db"
 BUSY_TIMEOUT_MS = 30_000
 # Upserts with RETURNING (the runs, sweeps and metrics writes) arrived in SQLite 3.35 (2021).
 MIN_SQLITE = (3, 35, 0)
+# Who reads the rows of df and query: "adbc" (the `fast` extra: the ADBC driver fills Arrow buffers in C, in a process
+# of its own: runlog/arrow_reader.py), "sqlite3" (the standard library, in process), or "auto" (adbc for big reads).
+READERS = ("auto", "adbc", "sqlite3")
+# Rows from which "auto" reads a whole log through the Arrow reader: below it, the reader's process start (about 0.5 s)
+# costs more than its faster read saves (benchmarks/RESULTS.md).
+ARROW_MIN_ROWS = 200_000
 
 
 def _now() -> str:
@@ -123,12 +133,20 @@ def _runs_upsert_sql(columns: Sequence[str]) -> str:
 class RunLog:
     """The durable record of every run. ``RunLog(home)`` opens (and creates or migrates) ``home/runs.db``.
 
+    ``reader`` picks who reads :attr:`df` and :meth:`query`: ``"adbc"`` (the ``fast`` extra: the ADBC SQLite driver,
+    in a process of its own, fills Arrow buffers in C: about 3x less CPU than the sqlite3 module's one Python object
+    per value, after a process start of about 0.5 s), ``"sqlite3"`` (the standard library, in this process), or
+    ``"auto"`` (the default: ``"adbc"`` for a whole log of :data:`ARROW_MIN_ROWS` rows or more when the extra is
+    installed, else ``"sqlite3"``; ``"auto"`` becomes ``"sqlite3"`` where the extra is missing). Both give the same
+    columns, dtypes and values; :attr:`reader` says which one this log uses.
+
     Scores of the logged images (see :mod:`kandinsky_nb.runlog.metrics`) are stored with :meth:`record_metrics`,
     found still to do with :meth:`missing_metrics`, read with :meth:`metrics` and appear in :attr:`df` as
     ``score_<metric>`` columns.
     """
 
-    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, home: str | os.PathLike[str] | None = None, *, reader: str = "auto") -> None:
+        self.reader = _chosen_reader(reader)
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise RunLogError(
                 f"the run log needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer (for INSERT ... ON CONFLICT ... "
@@ -536,6 +554,15 @@ class RunLog:
         return self._frame(Where())
 
     def _frame(self, condition: Where, *, newest_first: bool = False, limit: int | None = None) -> pd.DataFrame:
+        if self._reads_through_arrow(condition, limit):
+            try:
+                return self._arrow_frame(condition, newest_first=newest_first)
+            except RunLogError as exc:
+                if self.reader == "adbc":
+                    raise
+                # "auto" never loses a read to the faster reader: the sqlite3 reader reads the same frame (and, for a
+                # value the schema cannot read, names it as precisely).
+                warnings.warn(f"{exc} Read with the sqlite3 reader instead.", RuntimeWarning, stacklevel=3)
         # One read transaction: the rows, the metric names and the scores come from the same snapshot.
         with self._reader() as reader:
             sql = frames.select_sql(self._run_columns, condition.sql, newest_first=newest_first, limit=limit)
@@ -549,7 +576,49 @@ class RunLog:
             else:
                 wanted = json.dumps(frame["image_sha256"].dropna().unique().tolist())
                 rows = reader.execute(scores.scores_sql(_IMAGES_IN_JSON), (wanted,)).fetchall()
-        return scores.with_metric_columns(frame, metrics, rows)
+        return scores.with_metric_columns(frame, metrics, scores.score_cells(rows))
+
+    def _reads_through_arrow(self, condition: Where, limit: int | None) -> bool:
+        """Whether this read goes to the Arrow reader: always for ``reader="adbc"`` (a LIMIT aside: its scores need
+        the images read first); for ``"auto"``, a whole log of :data:`ARROW_MIN_ROWS` rows or more, where the
+        reader's process start (about 0.5 s) is repaid."""
+        if self.reader == "sqlite3" or limit is not None:
+            return False
+        if self.reader == "adbc":
+            return True
+        if condition.sql:
+            return False  # a filter answered by an index reads few rows
+        # The largest id, not COUNT(*): the last entry of the primary key, read without a scan.
+        largest = self._query("SELECT MAX(id) AS n FROM runs")[0]["n"]
+        return (largest or 0) >= ARROW_MIN_ROWS
+
+    def _arrow_frame(self, condition: Where, *, newest_first: bool) -> pd.DataFrame:
+        """The condition's rows (and their scores) read by the ADBC driver in a process of its own
+        (:mod:`kandinsky_nb.runlog.arrow_reader`), in one snapshot, then typed as :func:`frames.read_frame` types them."""
+        kinds = self._column_kinds
+        # The driver binds a named parameter by its full name (":sweep_id"), the sqlite3 module by the bare one.
+        params = condition.params
+        if isinstance(params, Mapping):
+            params = {f":{name}": value for name, value in params.items()}
+        rows_sql = frames.arrow_select_sql(self._run_columns, kinds, condition.sql, newest_first=newest_first)
+        queries = [(rows_sql, params), (scores.METRIC_NAMES_SQL, None), (scores.scores_sql(condition.sql), params)]
+        try:
+            frame, names, scored = read_tables(
+                self.path,
+                queries,
+                busy_timeout_ms=BUSY_TIMEOUT_MS,
+                consume=[lambda batches: frames.frame_from_arrow(batches, kinds, self.home)],
+            )
+        except ArrowReadError as exc:
+            mismatch = frames.type_mismatch_error(str(exc), self._run_columns, kinds) if exc.mismatch else None
+            raise mismatch or RunLogError(
+                f"the Arrow reader could not read the run log at {self.path} ({exc}); check the file is intact, or "
+                "open it with RunLog(home, reader='sqlite3')."
+            ) from exc
+        metrics = [str(name) for name in names.column(0).to_pylist()] if names.num_columns else []
+        if not metrics:
+            return frame
+        return scores.with_metric_columns(frame, metrics, scores.score_cells_of_arrow(scored))
 
     def to_parquet(self, path: str | os.PathLike[str], frame: pd.DataFrame | None = None) -> Path:
         """Write the log (or ``frame``, any subset of it) to Parquet; needs the ``parquet`` extra (pyarrow)."""
@@ -606,6 +675,25 @@ def _plain(value: Any) -> Any:
 
 # The images of the rows a LIMITed query read, passed as one JSON array (no limit on bound variables).
 _IMAGES_IN_JSON = "runs.image_sha256 IN (SELECT value FROM json_each(?))"
+
+
+def _chosen_reader(reader: object) -> str:
+    """The reader a RunLog(reader=...) argument stands for: "auto" stays "auto" (big reads through the Arrow reader)
+    where the `fast` extra is installed, and is "sqlite3" where it is not."""
+    if reader not in READERS:
+        raise ConfigurationError(
+            f"reader {reader!r} is not a run-log reader; use one of {', '.join(map(repr, READERS))} ('auto' picks "
+            "'adbc' when the `fast` extra is installed, else 'sqlite3')"
+        )
+    if reader == "sqlite3":
+        return reader
+    # Found, not imported: a log opened only to write (a sweep) never pays for importing pyarrow.
+    missing = next((name for name in ARROW_MODULES if importlib.util.find_spec(name) is None), None)
+    if missing is None:
+        return str(reader)
+    if reader == "adbc":
+        raise MissingDependencyError("the ADBC run-log reader", "fast", missing)
+    return "sqlite3"
 
 
 def _limit(limit: object) -> int | None:
