@@ -27,6 +27,7 @@ import gc
 import io
 import json
 import os
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -269,11 +270,18 @@ def bare_read_with_pivot(path: Path) -> pd.DataFrame:
 
 
 class Timings(NamedTuple):
-    """Seconds of one reader over the repeats: on the wall clock, and of this process's CPU (what the reader itself
-    costs; on a shared machine the wall clock also counts the time other processes held the cores)."""
+    """Seconds of one reader over the repeats: on the wall clock, and of CPU, this process's and its children's (what
+    the reader itself costs, the Arrow reader's own process included; on a shared machine the wall clock also counts
+    the time other processes held the cores)."""
 
     wall: list[float]
     cpu: list[float]
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (the Arrow reader's process)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def timed(readers: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timings]:
@@ -283,9 +291,9 @@ def timed(readers: dict[str, Callable[[], object]], repeats: int) -> dict[str, T
     for _ in range(repeats):
         for name, read in readers.items():
             gc.collect()
-            wall, cpu = time.perf_counter(), time.process_time()
+            wall, cpu = time.perf_counter(), cpu_seconds()
             result = read()
-            timings[name].cpu.append(time.process_time() - cpu)
+            timings[name].cpu.append(cpu_seconds() - cpu)
             timings[name].wall.append(time.perf_counter() - wall)
             del result
     return timings
@@ -309,9 +317,16 @@ def bench_dataframe(folder: Path, rows: int, repeats: int) -> None:
     log = RunLog(folder / "big")
     fill_seconds = fill(log, rows)
     print(f"dataframe: {rows:,} rows written in {fill_seconds:.1f} s (through the prompt index's triggers)")
-    times = timed({"bare": lambda: bare_read(log.path), "df": lambda: log.df}, repeats)
+    in_process = RunLog(log.home, reader="sqlite3")
+    readers = {"bare": lambda: bare_read(log.path), "df": lambda: in_process.df}
+    if adbc_available():
+        arrow = RunLog(log.home, reader="adbc")
+        readers["arrow"] = lambda: arrow.df
+    times = timed(readers, repeats)
     print("  " + line("bare pandas.read_sql_query (baseline)", times["bare"]))
-    print("  " + line("RunLog.df", times["df"], times["bare"]))
+    print("  " + line("RunLog.df, sqlite3 reader (what 'auto' uses below ARROW_MIN_ROWS)", times["df"], times["bare"]))
+    if "arrow" in times:
+        print("  " + line("RunLog.df, Arrow reader in its own process", times["arrow"], times["bare"]))
     frame, bare = log.df, bare_read(log.path)
     print(
         f"  frame {frame.memory_usage(deep=True).sum() / 2**20:.0f} MiB ({len(frame):,} rows, typed; "
@@ -369,7 +384,7 @@ def bench_big_frame(folder: Path, rows: int) -> None:
     fill_seconds = fill(log, rows)
     log.close()
     print(f"big frame: {rows:,} rows written in {fill_seconds:.1f} s; database {database_mib(log.path):.0f} MiB")
-    readers = ("bare", "df", "adbc") if adbc_available() else ("bare", "df")
+    readers = ("bare", "df-sqlite3", "df", "adbc") if adbc_available() else ("bare", "df-sqlite3")
     for reader in readers * 2:
         result = subprocess.run(
             [sys.executable, __file__, "--read-once", reader, str(log.home)], capture_output=True, text=True, check=True
@@ -384,20 +399,26 @@ def read_once(reader: str, home: Path) -> None:
     if reader == "adbc":
         adbc_read_once(home / "runs.db")
         return
-    log = RunLog(home)
+    # "df": what a user gets (reader "auto": the Arrow reader in its own process for a log this big, where the `fast`
+    # extra is installed); "df-sqlite3": the in-process reader.
+    log = RunLog(home, reader="sqlite3" if reader == "df-sqlite3" else "auto")
     # Warm both readers' code (first-use imports inside pandas and pyarrow), so the read below is the read alone.
     log.query(limit=1)
     with closing(sqlite3.connect(log.path)) as db:
         pd.read_sql_query("SELECT * FROM runs LIMIT 1", db)
+    if log.reader == "auto":
+        import pyarrow.ipc  # noqa: F401  (imported by any earlier read in a notebook)
     gc.collect()
     before = rss_mib()
-    wall, cpu = time.perf_counter(), time.process_time()
-    frame = log.df if reader == "df" else bare_read(log.path)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    name = "RunLog.df" if reader == "df" else "bare pandas.read_sql_query"
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    frame = bare_read(log.path) if reader == "bare" else log.df
+    cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
+    name = {"bare": "bare pandas.read_sql_query", "df": "RunLog.df (auto)", "df-sqlite3": "RunLog.df (sqlite3)"}[reader]
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
-        f"{name}: {len(frame):,} rows in {cpu:.2f} s CPU ({wall:.2f} s wall, load average {os.getloadavg()[0]:.1f}); "
-        f"peak RSS +{peak_rss_mib() - before:,.0f} MiB over the process before the read, "
+        f"{name}: {len(frame):,} rows in {cpu:.2f} s CPU, its reader process included ({wall:.2f} s wall, load "
+        f"average {os.getloadavg()[0]:.1f}); peak RSS +{peak_rss_mib() - before:,.0f} MiB over the process before "
+        f"the read{f' (reader process: {child:,.0f} MiB peak)' if child else ''}, "
         f"frame {frame.memory_usage(deep=True).sum() / 2**20:,.0f} MiB"
     )
 

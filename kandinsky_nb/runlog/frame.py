@@ -15,15 +15,17 @@ TEXT                       pandas' default string dtype (``str`` from pandas 3);
 
 Two readers build the same frame (same columns, dtypes and values):
 
-- ``adbc`` (:func:`arrow_select_sql`, :func:`frame_from_arrow`), used when the ``fast`` extra is installed: the ADBC
-  SQLite driver copies each value from SQLite straight into Arrow buffers in C, so no Python object is made per cell
-  (the ``sqlite3`` module's one object per cell was about 55% of the time of a million-row read). The driver infers
+- ``adbc`` (:func:`arrow_select_sql`, :func:`frame_from_arrow`), for big reads when the ``fast`` extra is installed:
+  the ADBC SQLite driver, in a process of its own (:mod:`kandinsky_nb.runlog.arrow_reader`), copies each value from
+  SQLite straight into Arrow buffers in C, so no Python object is made per cell (the ``sqlite3`` module's one object
+  per cell was about 55% of the time of a million-row read). The driver infers
   each column's Arrow type from the values of its first batch; a first row of typed constants, read and dropped,
   pins every column to its declared type, so a column that is NULL in the first batch still reads its later text.
 - ``sqlite3`` (:func:`read_frame`), the fallback of the standard library: rows are fetched in chunks and each chunk is
   turned into typed column arrays at once (a C loop per column), so at most one chunk of Python row objects is alive.
 
-The connection and cursor are the caller's (:class:`~kandinsky_nb.runlog.RunLog` opens them); this module does no I/O.
+The cursor and the Arrow batches are the caller's (:class:`~kandinsky_nb.runlog.RunLog` reads them); this module does
+no I/O.
 """
 
 from __future__ import annotations
