@@ -100,16 +100,18 @@ export class CompareView extends Widget {
       ...new Set([...Object.keys(left.request ?? {}), ...Object.keys(right.request ?? {})])
     ].filter((key, index, all) => all.indexOf(key) === index && key !== 'taskUUID' && key !== 'taskType');
     const rows: [string, unknown, unknown][] = keys.map(key => [key, left.request?.[key], right.request?.[key]]);
-    // The seed the engine used, when the request left it random; then the outcome columns.
+    // The seed the engine used, when the request left it random.
     rows.push(['seed used', left.seed, right.seed]);
-    for (const key of ['status', 'engine', 'cost_usd', 'latency_s', 'created_utc'] as const) {
-      rows.push([key, left[key], right[key]]);
-    }
-    for (const [key, a, b] of rows) {
-      const row = el('tr', 'knb-diff-row');
+    // What each run came to: shown, never marked as a difference (every run's time and latency differ), as in the
+    // kernel's ComparisonView.
+    const outcomes: [string, unknown, unknown][] = (
+      ['status', 'engine', 'cost_usd', 'latency_s', 'created_utc'] as const
+    ).map(key => [key, left[key], right[key]]);
+    for (const [key, a, b] of [...rows, ...outcomes]) {
+      const outcome = outcomes.some(([name]) => name === key);
+      const row = el('tr', outcome ? 'knb-diff-row knb-diff-outcome' : 'knb-diff-row');
       row.dataset.parameter = key;
-      const differs = fmt.value(a) !== fmt.value(b);
-      row.classList.toggle('knb-mod-differs', differs);
+      row.classList.toggle('knb-mod-differs', !outcome && fmt.value(a) !== fmt.value(b));
       row.append(el('th', '', key), el('td', '', fmt.value(a)), el('td', '', fmt.value(b)));
       table.append(row);
     }

@@ -195,6 +195,12 @@ def test_jupyterlab_sidebar_compare_sweep_insert_code_and_spend(served, browser,
             re.compile("knb-mod-differs")
         )
         expect(compare.locator(".knb-CompareView-summary")).to_contain_text("positivePrompt")
+        # What the runs came to is shown, never counted as a difference (as in the kernel's ComparisonView).
+        expect(compare.locator('.knb-diff-outcome[data-parameter="created_utc"]')).to_be_visible()
+        expect(compare.locator('.knb-diff-row[data-parameter="created_utc"]')).not_to_have_class(
+            re.compile("knb-mod-differs")
+        )
+        expect(compare.locator(".knb-CompareView-summary")).not_to_contain_text("created_utc")
         page.wait_for_function(
             "() => [...document.querySelectorAll('.knb-CompareView img')].every(i => i.complete && i.naturalWidth > 0)"
         )
