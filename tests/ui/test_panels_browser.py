@@ -159,12 +159,10 @@ def assert_readable(page, selector: str, what: str, minimum: float = 4.5) -> Non
 def assert_aspect_kept(image, what: str) -> None:
     # A busy machine may still be decoding the image (naturalWidth 0) or laying it out: wait for both, then measure.
     image.wait_for(state="visible")
-    image.evaluate(
-        """(el) => new Promise(done => {
-            const ready = () => el.complete && el.naturalWidth > 0 && el.getBoundingClientRect().width > 0;
-            const check = () => (ready() ? done() : requestAnimationFrame(check));
-            check();
-        })"""
+    image.page.wait_for_function(
+        "(el) => el.complete && el.naturalWidth > 0 && el.getBoundingClientRect().width > 0",
+        arg=image.element_handle(),
+        timeout=TIMEOUT_MS,
     )
     natural_w, natural_h, shown_w, shown_h = image.evaluate(
         "(el) => [el.naturalWidth, el.naturalHeight, el.getBoundingClientRect().width, el.getBoundingClientRect().height]"
