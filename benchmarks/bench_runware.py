@@ -3,8 +3,9 @@ side with Runware's own SDK (`runware-sdk`, REST transport) on the same server i
 
 Figures printed:
   * N concurrent requests (bounded by a client semaphore of C), sync and async delivery, for kandinsky_nb's
-    ``RunwareBackend.agenerate`` and the SDK's ``Runware.run``: wall time vs the ideal ceil(N/C) x L, and getResponse
-    polls per task (counted by the server);
+    ``RunwareBackend.agenerate`` and the SDK's ``Runware.run``: wall time vs the ideal ceil(N/C) x L, getResponse
+    polls per task and the POSTs that carried them per task (counted by the server: concurrent kandinsky_nb calls
+    share their poll POSTs);
   * one agenerate_many() batch of N tasks in ONE POST: wall time vs the ideal L;
   * the client's overhead per request: RunwareBackend.generate() vs a bare httpx POST of the same task body, with
     L = 0, and the pure protocol layer alone (the conversation driven by a canned answer, no I/O).
@@ -125,20 +126,21 @@ POLLS_PATH = "/bench/polls"
 
 
 class PollCounter:
-    """ASGI middleware in front of the server: counts the getResponse tasks in every POST body and answers
-    ``GET /bench/polls`` with the count since the last such GET, so polls per task are read from outside the server's
-    process, whatever client sent them."""
+    """ASGI middleware in front of the server: counts the getResponse tasks in every POST body, and the POSTs that
+    carried any, and answers ``GET /bench/polls`` with the counts since the last such GET, so polls per task are read
+    from outside the server's process, whatever client sent them."""
 
     def __init__(self, app) -> None:
         self.app = app
         self.count = 0
+        self.posts = 0
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         if scope["path"] == POLLS_PATH:
-            body = json.dumps({"getResponse": self.count}).encode()
-            self.count = 0
+            body = json.dumps({"getResponse": self.count, "posts": self.posts}).encode()
+            self.count = self.posts = 0
             await send(
                 {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
             )
@@ -152,7 +154,9 @@ class PollCounter:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        self.count += body.count(b"getResponse")
+        polls = body.count(b"getResponse")
+        self.count += polls
+        self.posts += polls > 0
         replayed = False
 
         async def replay():
@@ -192,9 +196,10 @@ def serve_forever(latency: float, max_concurrency: int) -> None:
             signal.sigwait({signal.SIGTERM, signal.SIGINT})
 
 
-def polls_per_task(url: str, n: int) -> float:
-    """getResponse tasks the server received since the last call, per task."""
-    return httpx.get(url + POLLS_PATH).json()["getResponse"] / n
+def polls_per_task(url: str, n: int) -> tuple[float, float]:
+    """getResponse tasks the server received since the last call, per task, and the POSTs that carried them."""
+    counts = httpx.get(url + POLLS_PATH).json()
+    return counts["getResponse"] / n, counts["posts"] / n
 
 
 async def batched(backend: RunwareBackend, n: int, **fields) -> float:
@@ -280,7 +285,7 @@ def main() -> None:
 
     with server_process(latency, n) as url:
 
-        async def run_all() -> list[tuple[str, float, float, float]]:
+        async def run_all() -> list[tuple[str, float, float, float, float]]:
             ideal = math.ceil(n / c) * latency
             async with contextlib.AsyncExitStack() as stack:
                 backend = await stack.enter_async_context(RunwareBackend(KEY, base_url=url, timeout=60))
@@ -306,7 +311,7 @@ def main() -> None:
                 # One unrecorded pass warms both ends (connection pools, the server's code paths and latency hint),
                 # then the scenarios take turns, so a busy moment of the machine does not land on one client only.
                 walls: dict[str, list[float]] = {label: [] for label, *_ in scenarios}
-                polls: dict[str, list[float]] = {label: [] for label, *_ in scenarios}
+                polls: dict[str, list[tuple[float, float]]] = {label: [] for label, *_ in scenarios}
                 for round_number in range(rounds + 1):
                     for label, _, run in scenarios:
                         polls_per_task(url, 1)
@@ -315,20 +320,26 @@ def main() -> None:
                             walls[label].append(wall)
                             polls[label].append(polls_per_task(url, n))
             return [
-                (label, statistics.median(walls[label]), best, statistics.mean(polls[label]))
+                (
+                    label,
+                    statistics.median(walls[label]),
+                    best,
+                    statistics.mean(tasks for tasks, _ in polls[label]),
+                    statistics.mean(posts for _, posts in polls[label]),
+                )
                 for label, best, _ in scenarios
             ]
 
         rows = asyncio.run(run_all())
         print(f"engine latency L = {latency:.3f} s, N = {n}, client concurrency C = {c}, ideal = ceil(N/C) x L")
-        print(f"median wall of {rounds} passes after a warm-up pass; polls per task: their mean")
-        print(f"{'scenario':52} {'wall s':>8} {'ideal s':>8} {'ratio':>6} {'polls/task':>10}")
-        for label, wall, ideal, polls in rows:
-            print(f"{label:52} {wall:8.3f} {ideal:8.3f} {wall / ideal:6.2f} {polls:10.2f}")
+        print(f"median wall of {rounds} passes after a warm-up pass; polls and poll POSTs per task: their mean")
+        print(f"{'scenario':52} {'wall s':>8} {'ideal s':>8} {'ratio':>6} {'polls/task':>10} {'POSTs/task':>10}")
+        for label, wall, ideal, polls, posts in rows:
+            print(f"{label:52} {wall:8.3f} {ideal:8.3f} {wall / ideal:6.2f} {polls:10.2f} {posts:10.2f}")
         if runware is None:
             print("(runware-sdk is not installed: pip install 'kandinsky-nb[test]' to measure it side by side)")
-        ratios = {label: wall / ideal for label, wall, ideal, _ in rows}
-        async_polls = next(polls for label, *_, polls in rows if label == "kandinsky_nb, async delivery")
+        ratios = {label: wall / ideal for label, wall, ideal, *_ in rows}
+        async_polls = next(polls for label, _, _, polls, _ in rows if label == "kandinsky_nb, async delivery")
         goals = [
             ("async wall/ideal", ratios["kandinsky_nb, async delivery"], ASYNC_GOAL),
             ("sync wall/ideal", ratios["kandinsky_nb, sync delivery"], SYNC_GOAL),

@@ -50,6 +50,7 @@ from .policy import (
     is_retryable_code,
     is_retryable_status,
     latency_hint,
+    poll_wait_hint,
 )
 from .wire import image_upload_task, images_to_upload, inference_task, poll_task
 
@@ -64,8 +65,10 @@ __all__ = [
     "Sleep",
     "Verdict",
     "classify",
+    "coalesce_polls",
     "conversation",
     "decode_inline_image",
+    "split_reply",
 ]
 
 
@@ -133,6 +136,61 @@ class FlowConfig:
     # Seconds a request is expected to take (a model fitted to earlier runs: CostModel.seconds), or None when
     # unknown. Polls aim at it when the server sends no hint of its own.
     expected_latency: Callable[[ImageInferenceRequest], float | None] | None = None
+
+
+# -- several conversations' polls in one POST ----------------------------------------------------------------------
+def coalesce_polls(posts: Sequence[Post]) -> Post:
+    """One ``getResponse`` POST for the polls of several conversations that fall due together (the protocol takes an
+    array of tasks): one HTTP round trip instead of one each. Its timeout is the longest of theirs.
+    :func:`split_reply` cuts the answer back into one per conversation."""
+    return Post([task for post in posts for task in post.tasks], max(post.timeout for post in posts), "poll")
+
+
+def split_reply(outcome: Outcome, posts: Sequence[Post]) -> list[Outcome]:
+    """The answer to a :func:`coalesce_polls` POST, as each of ``posts`` would have been answered alone: its own
+    tasks' items and errors, with the errors that name no task (a whole-request failure) in every part. A part whose
+    tasks the answer does not fault gets status 200 when the status was another part's error (a 404 for a task
+    another conversation asked about must not fail this one); a status no task's error explains (429, 503) and its
+    Retry-After stay in every part. A failure, or a body of another shape, goes to every part as it came."""
+    if not isinstance(outcome, Reply) or len(posts) == 1:
+        return [outcome for _ in posts]
+    body = _json_or_none(outcome.content)
+    if (
+        not isinstance(body, dict)
+        or not set(body) <= {"data", "errors"}
+        or not all(isinstance(body.get(name, []), list) for name in ("data", "errors"))
+    ):
+        return [outcome for _ in posts]
+    items, errors = body.get("data", []), body.get("errors", [])
+
+    def named(entry: Any) -> Any:
+        return entry.get("taskUUID") if isinstance(entry, dict) else None
+
+    def failed(item: Any) -> bool:  # an error reported inside ``data`` (see .envelope)
+        return isinstance(item, dict) and (item.get("status") == "error" or "error" in item)
+
+    unscoped = [error for error in errors if not named(error)]
+    any_fault = bool(errors) or any(failed(item) for item in items)
+    parts: list[Outcome] = []
+    for post in posts:
+        mine = {task.get("taskUUID") for task in post.tasks}
+        own_items = [item for item in items if named(item) in mine or not named(item)]
+        own_errors = [error for error in errors if named(error) in mine]
+        faulted = bool(own_errors or unscoped or any(failed(item) for item in own_items)) or not any_fault
+        part: dict[str, Any] = {}
+        if own_items or not (own_errors or unscoped):
+            part["data"] = own_items
+        if own_errors or unscoped:
+            part["errors"] = own_errors + unscoped
+        parts.append(
+            Reply(
+                outcome.status if faulted else 200,
+                json.dumps(part).encode(),
+                outcome.content_type,
+                retry_after=outcome.retry_after if faulted else None,
+            )
+        )
+    return parts
 
 
 # -- classifying one answer --------------------------------------------------------------------------------------
@@ -223,6 +281,11 @@ class _Task:
     polls: int = 0
     # Seconds from the acknowledgement to the expected finish (the server's hint, else the fitted model), or None.
     finish_s: float | None = None
+    # With its hint, a server may say it holds polls: one that arrives up to ``hold_s`` seconds before the expected
+    # finish is answered when the task finishes (None: answered at once, as the cloud does). ``round_trip``: seconds
+    # the exchange that brought the hint took, about how long before the finish a poll must leave to be there.
+    hold_s: float | None = None
+    round_trip: float = 0.0
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_error: APIError | None = None
     error: KandinskyNBError | None = None
@@ -236,15 +299,16 @@ class _Task:
     def expected(self) -> int:
         return int(self.request.effective("numberResults"))
 
-    def ingest(self, items: list[dict[str, Any]], *, elapsed: float = 0.0) -> None:
+    def ingest(self, items: list[dict[str, Any]], *, elapsed: float = 0.0, round_trip: float = 0.0) -> None:
         """Add finished items; polls are cumulative, so an image seen before (same imageUUID) is not added twice.
-        A ``processing`` item's latency hint (seconds still needed, ``elapsed`` seconds into polling) moves the
-        expected finish."""
+        A ``processing`` item's latency hint (seconds still needed, ``elapsed`` seconds into polling, in an answer
+        that took ``round_trip`` seconds) moves the expected finish."""
         for item in items:
             if is_terminal_item(item):
                 self.results.setdefault(_item_key(item), item)
             elif (hint := latency_hint(item)) is not None:
                 self.finish_s = elapsed + hint
+                self.hold_s, self.round_trip = poll_wait_hint(item), round_trip
 
     @property
     def complete(self) -> bool:
@@ -303,7 +367,7 @@ def conversation(
                 if config.expected_latency is not None:
                     task.finish_s = config.expected_latency(task.request)
     while True:
-        yield from _submit(tasks, config, rng)
+        yield from _submit(tasks, config, rng, clock)
         yield from _poll(tasks, config, rng, clock, resume=resume)
         again = [task for task in tasks if task.phase == "submit"]
         if not again:
@@ -390,13 +454,17 @@ def _upload(
                 break
 
 
-def _submit(tasks: list[_Task], config: FlowConfig, rng: random.Random) -> Generator[Action, Outcome, None]:
+def _submit(
+    tasks: list[_Task], config: FlowConfig, rng: random.Random, clock: Callable[[], float]
+) -> Generator[Action, Outcome, None]:
     pending = [task for task in tasks if task.phase == "submit"]
     while pending:
         for task in pending:
             task.sends += 1
         assert all(task.wire is not None for task in pending)
+        sent = clock()
         outcome = yield Post([task.wire for task in pending if task.wire], config.timeout, "submit")
+        round_trip = clock() - sent
         verdict = _batch_verdict(outcome, pending)
         if verdict.kind == "fatal":
             return
@@ -418,7 +486,7 @@ def _submit(tasks: list[_Task], config: FlowConfig, rng: random.Random) -> Gener
                     else:
                         task.fail(error)
                     continue
-                task.ingest(verdict.envelope.items_for(task.uuid))
+                task.ingest(verdict.envelope.items_for(task.uuid), round_trip=round_trip)
                 task.phase = "fetch" if task.complete else "poll"
         pending = []
         for task in again:
@@ -482,11 +550,13 @@ def _poll(
         if delay:
             yield Sleep(min(delay, remaining))
         due = [task for task, wait in zip(polling, waits, strict=True) if wait <= delay + policy.poll_floor]
-        elapsed = clock() - started
+        sent = clock()
+        elapsed = sent - started
         remaining = config.poll_timeout - elapsed
         for task in due:
             task.polls += 1
         outcome = yield Post([poll_task(task.uuid) for task in due], min(config.timeout, max(remaining, 1.0)), "poll")
+        round_trip = clock() - sent
         verdict = _batch_verdict(outcome, due)
         if verdict.kind == "fatal":
             return
@@ -513,7 +583,7 @@ def _poll(
                 else:
                     task.fail(task_error(errors, task_uuid=task.uuid, status=verdict.status))
                 continue
-            task.ingest(verdict.envelope.items_for(task.uuid), elapsed=elapsed)
+            task.ingest(verdict.envelope.items_for(task.uuid), elapsed=elapsed, round_trip=round_trip)
             if task.complete:
                 task.phase = "fetch"
         polling = [task for task in polling if task.phase == "poll"]
@@ -534,7 +604,9 @@ def _poll_wait(task: _Task, policy: RetryPolicy, elapsed: float, *, resume: bool
     """Seconds until this task's next poll is due, ``elapsed`` seconds into the poll phase."""
     if resume and task.polls == 0:
         return 0.0  # a resumed task may have finished long ago: ask at once
-    return policy.poll_delay(task.polls + 1, expected=task.finish_s, elapsed=elapsed)
+    return policy.poll_delay(
+        task.polls + 1, expected=task.finish_s, elapsed=elapsed, hold=task.hold_s, round_trip=task.round_trip
+    )
 
 
 def _collect_images(

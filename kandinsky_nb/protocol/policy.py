@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_POLL_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "EXPECTED_SECONDS_FIELD",
+    "POLL_WAIT_FIELD",
     "RETRYABLE_STATUS",
     "TASK_NOT_FOUND_CODE",
     "RetryPolicy",
@@ -34,6 +35,7 @@ __all__ = [
     "is_retryable_code",
     "is_retryable_status",
     "latency_hint",
+    "poll_wait_hint",
     "retry_after_seconds",
     "status_category",
     "status_for_code",
@@ -48,6 +50,10 @@ DEFAULT_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # a 1408x640 PNG is ~2 MB; anythi
 # needs. ``kandinsky-nb serve`` sends it; the cloud does not (clients then use their own estimate). Both roles read it
 # from here.
 EXPECTED_SECONDS_FIELD = "expectedSeconds"
+# Sent with that hint by a server that holds polls (``kandinsky-nb serve``): a getResponse that arrives up to this many
+# seconds before the task's expected finish is answered when the task finishes, not with ``processing``. Clients
+# that read it poll a little before the expected finish, so the result leaves the server as soon as it is stored.
+POLL_WAIT_FIELD = "pollWaitSeconds"
 
 CONFLICT_CODE = "conflictTaskUUID"
 TASK_NOT_FOUND_CODE = "taskNotFound"
@@ -195,7 +201,10 @@ class RetryPolicy:
     runs), the first poll goes at the expected finish (plus ``poll_margin`` of it), and later ones follow it closely
     (every ``poll_close`` of the expected latency, at least ``poll_floor`` seconds apart) and back off by
     ``poll_factor`` up to ``poll_max``: a steady server answers in one or two polls, a late one is not hammered. With
-    no expectation, polls start at ``poll_initial`` and back off the same way."""
+    no expectation, polls start at ``poll_initial`` and back off the same way. A server that says it holds polls
+    (``pollWaitSeconds`` with its hint) is polled a little before the expected finish instead: one round trip of the
+    exchange that brought the hint, at most ``poll_lead`` of the expected latency and half the hold, so the poll is
+    there when the result is stored, as a sync answer would be."""
 
     max_retries: int = DEFAULT_MAX_RETRIES
     initial_delay: float = 0.5
@@ -206,6 +215,7 @@ class RetryPolicy:
     poll_margin: float = 0.02
     poll_close: float = 0.05
     poll_floor: float = 0.01
+    poll_lead: float = 0.05
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
@@ -219,11 +229,17 @@ class RetryPolicy:
                     f"RetryPolicy({name}={getattr(self, name)!r}) is invalid: it is a number of seconds above 0. "
                     "Pass a positive number."
                 )
-        if not self.poll_factor >= 1 or not self.poll_margin >= 0 or not self.poll_close > 0:
+        if (
+            not self.poll_factor >= 1
+            or not self.poll_margin >= 0
+            or not self.poll_close > 0
+            or not 0 <= self.poll_lead < 1
+        ):
             raise ConfigurationError(
                 f"RetryPolicy(poll_factor={self.poll_factor!r}, poll_margin={self.poll_margin!r}, "
-                f"poll_close={self.poll_close!r}) is invalid: poll_factor must be 1 or more (polls never speed up), "
-                "poll_margin 0 or more and poll_close above 0 (fractions of the expected latency). Pass values in range."
+                f"poll_close={self.poll_close!r}, poll_lead={self.poll_lead!r}) is invalid: poll_factor must be 1 or "
+                "more (polls never speed up), poll_margin 0 or more, poll_close above 0 and poll_lead from 0 to below "
+                "1 (fractions of the expected latency). Pass values in range."
             )
 
     def backoff(self, attempt: int, rng: random.Random | None = None, *, retry_after: float | None = None) -> float:
@@ -232,12 +248,25 @@ class RetryPolicy:
         jitter = (rng or random).uniform(0.5, 1.0)
         return max(ceiling * jitter, retry_after or 0.0)
 
-    def poll_delay(self, poll_number: int, *, expected: float | None = None, elapsed: float = 0.0) -> float:
+    def poll_delay(
+        self,
+        poll_number: int,
+        *,
+        expected: float | None = None,
+        elapsed: float = 0.0,
+        hold: float | None = None,
+        round_trip: float = 0.0,
+    ) -> float:
         """Seconds to wait before poll ``poll_number`` (1-based) of a task expected to take ``expected`` seconds
-        (None: unknown), ``elapsed`` seconds after it was acknowledged."""
+        (None: unknown), ``elapsed`` seconds after it was acknowledged. ``hold``: the seconds the server says it
+        holds a poll that comes before the finish (None: it does not); ``round_trip``: seconds the exchange that
+        brought the expectation took."""
         if expected is None:
             return min(self.poll_initial * self.poll_factor ** max(poll_number - 1, 0), self.poll_max)
-        due = expected * (1 + self.poll_margin)
+        if hold:
+            due = expected - min(max(round_trip, 0.0), expected * self.poll_lead, hold / 2)
+        else:
+            due = expected * (1 + self.poll_margin)
         if poll_number <= 1 or elapsed < due:
             return max(due - elapsed, 0.0)
         close = max(self.poll_floor, expected * self.poll_close)
@@ -247,7 +276,16 @@ class RetryPolicy:
 def latency_hint(item: Mapping[str, Any]) -> float | None:
     """The server's own guess of the seconds a task still needs (``expectedSeconds`` of a ``processing`` item), or
     None when it sent none or sent something that is not a finite number of seconds."""
-    value = item.get(EXPECTED_SECONDS_FIELD)
+    return _seconds(item.get(EXPECTED_SECONDS_FIELD))
+
+
+def poll_wait_hint(item: Mapping[str, Any]) -> float | None:
+    """How long the server holds a poll that comes before the expected finish (``pollWaitSeconds``), or None when
+    it sent none (it answers at once, as the cloud does) or sent something that is not a finite number of seconds."""
+    return _seconds(item.get(POLL_WAIT_FIELD))
+
+
+def _seconds(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         return None
     return float(value)

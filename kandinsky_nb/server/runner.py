@@ -5,6 +5,11 @@ times out) still fetches the result with ``getResponse``. Engine calls are seria
 (default 1: one GPU). A sync request waits up to ``sync_timeout`` for its jobs, then answers ``processing`` for those
 still running, as an async acknowledgement would.
 
+A ``processing`` answer carries ``expectedSeconds`` (when this replica's job is expected to finish, from when it got
+its slot: :class:`JobSchedule`) and ``pollWaitSeconds``: a ``getResponse`` that arrives at most that long before the
+expected finish is answered when the job finishes (``ServerState.poll_wait``), so a client that aims its one poll a
+little early gets the result as soon as it is stored. Other polls are answered at once, as the cloud answers them.
+
 Every buffer is bounded: the diagnostic record of recent bodies (:class:`RecentBodies`), the generation counts, and
 the store's own caps; only authenticated requests reach any of them.
 """
@@ -12,6 +17,7 @@ the store's own caps; only authenticated requests reach any of them.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -26,8 +32,8 @@ from .._media import extension, sniff_format
 from ..backends.base import Backend
 from ..errors import ConfigurationError, RequestValidationError
 from ..planning.pricing import work_units
-from ..protocol.envelope import SUCCESS
-from ..protocol.policy import EXPECTED_SECONDS_FIELD
+from ..protocol.envelope import PROCESSING, SUCCESS
+from ..protocol.policy import EXPECTED_SECONDS_FIELD, POLL_WAIT_FIELD
 from ..protocol.server import (
     Authenticate,
     Infer,
@@ -64,6 +70,10 @@ DEFAULT_IMAGE_TTL = 24 * 3600  # seconds an image URL stays valid when the reque
 UPLOAD_TTL = 30 * 24 * 3600  # seconds an uploaded image can be used as an input
 MAX_IMAGE_DOWNLOAD_BYTES = 32 * 1024 * 1024  # an image input fetched from an allowed host; 4096x4096 PNG is ~30 MB
 IMAGE_DOWNLOAD_TIMEOUT = 30.0
+# Seconds a getResponse may wait for a task of this replica that is expected to finish within them: a poll aimed at
+# the expected finish that arrives a little early gets the result in that one round trip, not ``processing`` and a
+# second poll. Polls of tasks expected later are answered at once, as the cloud answers them.
+DEFAULT_POLL_WAIT = 0.25
 
 
 def incident_id() -> str:
@@ -145,11 +155,67 @@ class EngineLatency:
         previous = self.seconds_per_unit
         self.seconds_per_unit = rate if previous is None else previous + self.weight * (rate - previous)
 
-    def expected(self, request: ImageInferenceRequest, *, rounds: int) -> float | None:
-        """Seconds until ``request`` finishes when ``rounds`` - 1 rounds of generations run before it starts."""
+    def seconds(self, request: ImageInferenceRequest) -> float | None:
+        """Seconds the engine is expected to spend on ``request`` once it starts; None before any was measured."""
         if self.seconds_per_unit is None:
             return None  # nothing measured yet: no hint beats a wrong one
-        return round(self.seconds_per_unit * work_units(request) * rounds, 4)
+        return self.seconds_per_unit * work_units(request)
+
+    def expected(self, request: ImageInferenceRequest, *, rounds: int) -> float | None:
+        """Seconds until ``request`` finishes when ``rounds`` - 1 rounds of generations run before it starts."""
+        seconds = self.seconds(request)
+        return None if seconds is None else round(seconds * rounds, 4)
+
+
+class JobSchedule:
+    """When the jobs of this replica are expected to finish, counted from when each one actually got an engine slot.
+
+    Jobs take the ``slots`` in submission order (asyncio's semaphore is first come, first served). A job holding a
+    slot ends at its start plus its expected seconds; a new job starts once the work ahead of it has drained from the
+    slots (exactly so for one slot; for more, the mean of the slots' free times once that work is spread over them)
+    and ends its own seconds later. So a job submitted halfway through another's generation on a one-GPU server is
+    expected after the remaining half plus its own, not after two whole generations. The ends are engine time: the
+    few milliseconds of storing the images come after, and a poll that arrives in them is held (``poll_wait``)."""
+
+    def __init__(self, slots: int, latency: EngineLatency) -> None:
+        self.slots = slots
+        self.latency = latency
+        self.running: dict[str, tuple[float, float]] = {}  # taskUUID -> (start, work units), holding a slot
+        self.queued: dict[str, float] = {}  # taskUUID -> work units, waiting for a slot
+        self.queued_units = 0.0
+        self.ends: dict[str, float] = {}  # taskUUID -> expected end of every job here (time.monotonic)
+
+    def submitted(self, request: ImageInferenceRequest, now: float) -> None:
+        """Note a new job: it waits for a slot behind the jobs already here."""
+        units = work_units(request)
+        rate = self.latency.seconds_per_unit
+        if rate is not None:
+            free = sorted(max(now, start + rate * running) for start, running in self.running.values())
+            free = [now] * (self.slots - len(free)) + free
+            if len(self.queued) < self.slots - len(self.running):
+                begin = now  # a slot is free for it
+            else:
+                begin = max(free[0], (sum(free) + rate * self.queued_units) / self.slots)
+            self.ends[request.taskUUID] = begin + rate * units
+        self.queued[request.taskUUID] = units
+        self.queued_units += units
+
+    def started(self, task_uuid: str, now: float) -> None:
+        units = self._dequeue(task_uuid)
+        self.running[task_uuid] = (now, units)
+        rate = self.latency.seconds_per_unit
+        if rate is not None:
+            self.ends[task_uuid] = now + rate * units
+
+    def finished(self, task_uuid: str) -> None:
+        self._dequeue(task_uuid)
+        self.running.pop(task_uuid, None)
+        self.ends.pop(task_uuid, None)
+
+    def _dequeue(self, task_uuid: str) -> float:
+        units = self.queued.pop(task_uuid, 0.0)
+        self.queued_units = self.queued_units - units if self.queued else 0.0  # no drift once the queue empties
+        return units
 
 
 class ServerState:
@@ -173,11 +239,13 @@ class ServerState:
         public_url: str | None = None,
         image_hosts: HostAllowList | Iterable[str] = (),
         loras: Mapping[str, str] | None = None,
+        poll_wait: float = DEFAULT_POLL_WAIT,
     ) -> None:
-        if max_concurrency < 1 or sync_timeout <= 0:
+        if max_concurrency < 1 or sync_timeout <= 0 or poll_wait < 0:
             raise ConfigurationError(
-                f"max_concurrency={max_concurrency!r}, sync_timeout={sync_timeout!r} is invalid: max_concurrency "
-                "counts generations run at once (1 or more), sync_timeout is seconds (above 0). Pass values in range."
+                f"max_concurrency={max_concurrency!r}, sync_timeout={sync_timeout!r}, poll_wait={poll_wait!r} is "
+                "invalid: max_concurrency counts generations run at once (1 or more), sync_timeout is seconds (above "
+                "0), poll_wait is seconds (0 or more). Pass values in range."
             )
         self.backend = backend
         self.api_keys = tuple(key for key in api_keys if key)
@@ -194,6 +262,9 @@ class ServerState:
         self.received = RecentBodies()
         self.generations = GenerationCounts()
         self.latency = EngineLatency()
+        self.schedule = JobSchedule(max_concurrency, self.latency)
+        self.poll_wait = poll_wait
+        self._running: dict[str, asyncio.Task[None]] = {}  # taskUUID -> its job, while it runs in this replica
         self._slots: asyncio.Semaphore | None = None
 
     @property
@@ -216,6 +287,7 @@ class ServerState:
         data: list[dict[str, Any]] = []
         errors: list[WireError] = []
         waiting: list[tuple[str, asyncio.Task[None]]] = []
+        hold_until = time.monotonic() + self.poll_wait  # one bound for all the polls of this POST
         for raw in tasks:
             try:
                 task = parse_task(raw, loras=self.loras)
@@ -226,8 +298,9 @@ class ServerState:
                 elif isinstance(task, Upload):
                     data.append(await self._upload(task, base_url, owner))
                 elif isinstance(task, Poll):
-                    known = await self.store.get_task(task.task_uuid)
-                    data.extend(get_response(task.task_uuid, known, retention_s=self.store.task_retention, owner=owner))
+                    known = await self._poll(task.task_uuid, owner, hold_until)
+                    answered = get_response(task.task_uuid, known, retention_s=self.store.task_retention, owner=owner)
+                    data.extend(self._with_hint(item) for item in answered)
                 elif isinstance(task, Infer):
                     job = await self._submit(task.request, base_url, owner)
                     if task.deferred:
@@ -240,7 +313,7 @@ class ServerState:
             try:
                 await asyncio.wait_for(asyncio.shield(job), timeout=self.sync_timeout)
             except TimeoutError:
-                data.append(processing_item(task_uuid))  # still running: the client polls getResponse
+                data.append(self._with_hint(processing_item(task_uuid)))  # still running: the client polls
                 continue
             finished = await self.store.get_task(task_uuid)
             if finished is not None:
@@ -250,12 +323,36 @@ class ServerState:
 
     def _acknowledge(self, request: ImageInferenceRequest) -> dict[str, Any]:
         """The async acknowledgement, with the seconds this task is expected to need (its job is already counted)."""
-        item = processing_item(request.taskUUID)
-        rounds = 1 + (len(self.jobs) - 1) // self.max_concurrency
-        expected = self.latency.expected(request, rounds=rounds)
-        if expected is not None:
-            item[EXPECTED_SECONDS_FIELD] = expected
+        return self._with_hint(processing_item(request.taskUUID))
+
+    def _with_hint(self, item: dict[str, Any]) -> dict[str, Any]:
+        """A ``processing`` item of a job running here, with the seconds until its expected finish (see
+        :class:`JobSchedule`) and how long a poll that comes before it is held (see :meth:`_poll`); other items as
+        they are."""
+        end = self.schedule.ends.get(str(item.get("taskUUID")))
+        if item.get("status") == PROCESSING and end is not None and (left := end - time.monotonic()) > 0:
+            item[EXPECTED_SECONDS_FIELD] = round(left, 4)  # a job past its expected end gets no hint
+            if self.poll_wait > 0:
+                item[POLL_WAIT_FIELD] = self.poll_wait
         return item
+
+    async def _poll(self, task_uuid: str, owner: str, hold_until: float) -> TaskState | None:
+        """The caller's task as getResponse finds it. A job of this replica that is expected to finish before
+        ``hold_until`` is waited for (until then at most), so an early poll is answered with the result."""
+        known = await self.store.get_task(task_uuid)
+        job = self._running.get(task_uuid)
+        end = self.schedule.ends.get(task_uuid)
+        if (
+            known is None
+            or known.status != PROCESSING
+            or job is None
+            or end is None
+            or end > hold_until
+            or not hmac.compare_digest(known.owner, owner)  # another key's task: answered at once, as unknown
+        ):
+            return known
+        await asyncio.wait({job}, timeout=max(hold_until - time.monotonic(), 0.0))
+        return await self.store.get_task(task_uuid)
 
     async def _upload(self, task: Upload, base_url: str, owner: str) -> dict[str, Any]:
         # Deduplicated per owner: another key uploading the same bytes must not learn that someone did.
@@ -278,9 +375,17 @@ class ServerState:
         request = await self._resolve_image_inputs(request)
         if not await self.store.claim_task(TaskState(request.taskUUID, owner=owner)):
             raise Refusal(conflict(request.taskUUID))
+        self.schedule.submitted(request, time.monotonic())
         job = asyncio.get_running_loop().create_task(self._generate(request, base_url, owner))
         self.jobs.add(job)  # a strong reference until it finishes
-        job.add_done_callback(self.jobs.discard)
+        self._running[request.taskUUID] = job
+
+        def done(job: asyncio.Task[None], task_uuid: str = request.taskUUID) -> None:
+            self.jobs.discard(job)
+            self._running.pop(task_uuid, None)
+            self.schedule.finished(task_uuid)
+
+        job.add_done_callback(done)
         return job
 
     async def _resolve_image_inputs(self, request: ImageInferenceRequest) -> ImageInferenceRequest:
@@ -348,6 +453,7 @@ class ServerState:
             async with self.slots:
                 self.generations.add(request.taskUUID)
                 started = time.perf_counter()
+                self.schedule.started(request.taskUUID, time.monotonic())
                 generation = await self.backend.agenerate(request)
                 self.latency.observe(request, time.perf_counter() - started)
             task.items = await self._keep_images(request, generation, base_url)
