@@ -7,6 +7,8 @@ import os
 
 import click
 
+from ..server.runner import DEFAULT_POLL_WAIT
+
 
 def _keys(values: tuple[str, ...]) -> list[str]:
     keys = [key.strip() for value in values for key in value.split(",")]
@@ -94,6 +96,14 @@ def _loras(values: tuple[str, ...]) -> dict[str, str]:
     help="With --store memory: MiB of images kept (least recently used evicted first).",
 )
 @click.option(
+    "--poll-wait",
+    default=DEFAULT_POLL_WAIT,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds a getResponse that arrives just before its job's expected finish is held for the result "
+    "(announced to clients as pollWaitSeconds). 0: every poll is answered at once.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 def command(
@@ -110,6 +120,7 @@ def command(
     allowed_origins: tuple[str, ...],
     store_url: str,
     max_image_mb: int,
+    poll_wait: float,
     log_level: str,
 ) -> None:
     """Serve Kandinsky 5.0 Image Lite over the Runware REST protocol (POST /v1).
@@ -163,6 +174,7 @@ def command(
             loras=installed_loras,
             allowed_origins=allowed_origins,
             store=store,
+            poll_wait=poll_wait,
         )
     except ConfigurationError as exc:
         backend.close()

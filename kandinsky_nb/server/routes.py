@@ -42,7 +42,7 @@ from ..types import WireError
 from .delivery import Delivery
 from .guard import BodyTooLarge, Guard, content_length, read_body
 from .outbound import HostAllowList
-from .runner import IMAGES_PATH, ServerState
+from .runner import DEFAULT_POLL_WAIT, IMAGES_PATH, ServerState
 from .store import TaskStore
 
 __all__ = ["MAX_BODY_BYTES", "PRE_AUTH_BODY_BYTES", "create_app"]
@@ -68,6 +68,7 @@ def create_app(
     loras: Mapping[str, str] | None = None,
     allowed_origins: Iterable[str] = (),
     max_body_bytes: int = MAX_BODY_BYTES,
+    poll_wait: float = DEFAULT_POLL_WAIT,
 ) -> Any:
     """The Starlette app. ``api_keys``: the Bearer keys accepted (none: any key is accepted; the CLI then refuses to
     bind a non-loopback address, and the app answers only requests addressed to a loopback host). ``public_url``:
@@ -77,6 +78,8 @@ def create_app(
     ``webhookURL``/``uploadEndpoint``, ``image_hosts`` for image-input URLs, ``loras`` (name -> file) for ``lora``.
     ``allowed_origins``: web origins whose pages may POST (none: browsers' cross-origin requests are refused).
     ``max_body_bytes``: the largest POST body read (chunked ones too); a larger one is answered 413.
+    ``poll_wait``: how long a ``getResponse`` that arrives just before its job's expected finish is held for the
+    result (announced as ``pollWaitSeconds``; 0 answers every poll at once).
     ``app.state.kandinsky`` is the :class:`~.runner.ServerState`."""
     try:
         from starlette.applications import Starlette
@@ -98,6 +101,7 @@ def create_app(
         delivery=Delivery(hosts=delivery_hosts),
         image_hosts=image_hosts,
         loras=loras,
+        poll_wait=poll_wait,
     )
 
     def answer(data: list[dict[str, Any]], errors: list[WireError], *, close: bool = False) -> Response:

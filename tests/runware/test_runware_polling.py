@@ -300,8 +300,7 @@ def test_a_poll_that_arrives_just_before_the_expected_finish_gets_the_result():
 
 def test_a_server_told_not_to_hold_polls_does_not_say_it_does():
     engine = StubEngine(delay=0.3)
-    app = create_app(engine, api_keys=[KEY])
-    app.state.kandinsky.poll_wait = 0.0
+    app = create_app(engine, api_keys=[KEY], poll_wait=0)  # kandinsky-nb serve --poll-wait 0
     with ServerThread(app) as server:
         measure(server.url)
         ack = acknowledge(server.url, prompt(seed=2))

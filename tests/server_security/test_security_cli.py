@@ -15,6 +15,7 @@ from kandinsky_nb.cli import main
         (["--image-host", "user@images.example.com"], "--image-host"),
         (["--lora", "style"], "NAME=FILE"),
         (["--lora", "style=/no/such/lora.safetensors"], "there is no file or folder"),
+        (["--poll-wait", "-1"], "--poll-wait"),
     ],
 )
 def test_a_bad_security_option_is_a_usage_error(arguments, said):
