@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import spec
 from ..types import ImageInferenceRequest
@@ -166,6 +166,9 @@ class CostModel:
     latency: LinearModel | None = None
     #: which runs the fits came from, for the estimate's source ("runware", "local")
     fitted_to: str = "logged"
+
+    #: the run-log columns :meth:`fit` reads
+    COLUMNS: ClassVar[tuple[str, ...]] = ("width", "height", "steps", "number_results", "cost_usd", "latency_s")
 
     @classmethod
     def fit(cls, rows: Iterable[Mapping[str, Any]], fitted_to: str = "logged") -> CostModel:

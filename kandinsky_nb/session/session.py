@@ -148,22 +148,39 @@ class Session:
         """When a request should finish, from this engine's logged latencies (None until enough are logged): the
         Runware engine's first poll of an async task goes out then."""
         try:
-            return self.cost_model().seconds(request)
+            return self._run_cost_model().seconds(request)
         except RunLogError:
             return None  # no estimate is no reason to fail a request: the engine polls on its default schedule
 
     def cost_model(self) -> CostModel:
         """The cost and latency model of this engine's logged runs (list price until enough are logged), refitted
         when the log has grown. Every estimate the session, its sweeps and its panels show comes from it."""
+        return self._fitted_model(len(self.runs))
+
+    def _run_cost_model(self) -> CostModel:
+        """:meth:`cost_model` for pricing a request about to run: the log's growth is read from the ids of the rows
+        this session writes (each new id counts every process's rows), so the requests of a sweep neither query the
+        log nor wait on each other's writes for it. Before this session's first write it counts, as cost_model."""
+        written = self.runs.last_written_id
+        return self.cost_model() if written is None else self._fitted_model(written)
+
+    def _model_stale(self, rows: int) -> bool:
+        return self._cost_model_rows < 0 or rows >= self._cost_model_rows * 1.1 + 10
+
+    def _fitted_model(self, rows: int) -> CostModel:
+        """The model, refitted first when the log has ``rows`` rows and has grown by a tenth since the last fit (or
+        on first use): estimates stay current without reading the log per run."""
+        if not self._model_stale(rows):
+            return self._cost_model  # without the lock: a refit swaps in a whole new model
         with self._cost_model_lock:
-            count = len(self.runs)
-            # Refit when the log has grown by a tenth (or first use): estimates stay current without a query per run.
-            if self._cost_model_rows < 0 or count >= self._cost_model_rows * 1.1 + 10:
-                rows = self.runs.rows(
-                    "status = 'ok' AND engine = ? AND demo = ?", (self.engine, int(self.demo)), limit=None
+            if self._model_stale(rows):
+                found = self.runs.rows(
+                    "status = 'ok' AND engine = ? AND demo = ?",
+                    (self.engine, int(self.demo)),
+                    columns=CostModel.COLUMNS,
                 )
-                self._cost_model = CostModel.fit(rows, fitted_to=self.engine)
-                self._cost_model_rows = count
+                self._cost_model = CostModel.fit(found, fitted_to=self.engine)
+                self._cost_model_rows = rows
             return self._cost_model
 
     def estimate(
@@ -179,7 +196,7 @@ class Session:
     # -- the run lifecycle (shared by the sync and async twins) ----------------------------------------------------
     def _price(self, request: ImageInferenceRequest) -> tuple[float, float]:
         """The estimate the budget reserves for a request, and its work units (what the learned price scales)."""
-        cost, _ = self.cost_model().price(request)
+        cost, _ = self._run_cost_model().price(request)
         return cost, work_units(request)
 
     def _begin(self, request: ImageInferenceRequest, cell: CellRef | None) -> _Attempt:

@@ -190,6 +190,35 @@ def test_run_numbers_do_not_skip_when_a_row_is_updated(tmp_path):
     assert list(log.df["id"]) == [1, 2, 3]
 
 
+def test_the_last_written_id_counts_the_rows_every_writer_logged(tmp_path):
+    # A session reads the log's growth from it (to refit its cost model) instead of counting the rows per request.
+    with RunLog(tmp_path) as mine, RunLog(tmp_path) as other:
+        assert mine.last_written_id is None  # nothing written yet
+        for seed in range(3):  # another kernel logging into the same home
+            other.record_submitted(request(seed=seed), engine="runware", demo=False)
+        req = request(seed=9)
+        mine.record_submitted(req, engine="runware", demo=False)
+        assert mine.last_written_id == 4 == len(mine)
+        mine.record_generation(generation(req))  # the same row, rewritten in place
+        assert mine.last_written_id == 4
+        assert other.last_written_id == 3
+
+
+def test_rows_can_read_only_some_columns(tmp_path):
+    # A cost fit over a big log reads the six columns it needs, not every column of every row.
+    with RunLog(tmp_path) as log:
+        for seed in range(2):
+            req = request(seed=seed, steps=20)
+            log.record_submitted(req, engine="runware", demo=False)
+            log.record_generation(generation(req, cost=0.002))
+        assert log.rows("status = 'ok'", columns=("steps", "cost_usd")) == [
+            {"steps": 20, "cost_usd": 0.002},
+            {"steps": 20, "cost_usd": 0.002},
+        ]
+        with pytest.raises(RunLogError, match=r"no column \['cost'\]"):
+            log.rows(columns=("steps", "cost"))
+
+
 def test_two_processes_writing_one_log_lose_no_row(tmp_path):
     RunLog(tmp_path).close()  # created up front so both writers only append
     count = 150

@@ -11,6 +11,7 @@ from sweep_testkit import KEY, PricedEngine, runware, served
 
 from kandinsky_nb import spec
 from kandinsky_nb.errors import BudgetExceededError, ConfigurationError, RequestValidationError, TaskError
+from kandinsky_nb.planning import build_request
 from kandinsky_nb.session import Session, choose_engine
 from kandinsky_nb.session.budget import DEFAULT_MARGIN
 
@@ -142,6 +143,24 @@ def test_estimate_uses_list_price_then_the_fitted_model(server):
         fitted = session.estimate(positivePrompt="a red fox in snow", steps=30, width=1280, height=768)
         assert fitted.cost_source.startswith("fitted to 4 logged runware runs")
         assert fitted.cost_usd == pytest.approx(spec.list_price_estimate(1280, 768, 30), rel=1e-6)
+
+
+def test_a_sessions_requests_follow_runs_another_session_logged_into_its_home(server, tmp_path):
+    # Two kernels on one run log: a session's requests are timed (and priced) by a model refitted when the log grows,
+    # whoever logged the rows; its estimates (panels) count the log and see them at once.
+    _, url, _ = server
+    home = tmp_path / "shared"
+    asked = {"positivePrompt": "a red fox in snow", "steps": 10}
+    with Session("runware", api_key=KEY, base_url=url, home=home) as session:
+        expected_latency = session.backend.config.expected_latency
+        session.generate(**asked, seed=1)
+        assert expected_latency(build_request(**asked)) is None  # one run logged: no latency fit yet
+        with Session(runware(url), home=home) as other:
+            for seed in range(2, 14):
+                other.generate(**asked, seed=seed)
+        session.generate(**asked, seed=14)
+        assert expected_latency(build_request(**asked)) is not None
+        assert session.estimate(**asked).cost_source.startswith("fitted to 13 logged runware runs")
 
 
 async def test_sync_sweep_runs_inside_a_running_event_loop(server, tmp_path):
