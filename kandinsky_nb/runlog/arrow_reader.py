@@ -40,12 +40,18 @@ Params = Sequence[Any] | Mapping[str, Any] | None
 
 
 class ArrowReadError(Exception):
-    """The child could not read (its message says why); ``mismatch`` is the driver's "Type mismatch" text, if any.
-    The caller turns it into the toolkit's own error."""
+    """The child could not read (its message says why). ``query`` is the number of the query that failed, when the
+    child said; ``mismatch`` whether the driver met a value of another type than its column's first batch held. The
+    caller turns it into the toolkit's own error."""
 
-    def __init__(self, message: str, *, mismatch: bool = False) -> None:
+    def __init__(self, message: str, *, query: int | None = None, mismatch: bool = False) -> None:
         super().__init__(message)
+        self.query = query
         self.mismatch = mismatch
+
+
+# Marks the child's own error line on stderr: a warning printed as it exits must not pass for the reason.
+_ERROR_MARK = "kandinsky-nb arrow reader error"
 
 
 def read_tables(
@@ -53,7 +59,7 @@ def read_tables(
     queries: Sequence[tuple[str, Params]],
     *,
     busy_timeout_ms: int = 30_000,
-    batch_rows: int = BATCH_ROWS,
+    batch_rows: int | None = None,
     consume: Sequence[Callable[[pa.RecordBatchReader], Any] | None] = (),
 ) -> list[Any]:
     """The result of each of ``queries`` (SQL, parameters) as an Arrow table, read from ``database`` by the ADBC
@@ -67,11 +73,15 @@ def read_tables(
     job = {
         "database": str(Path(database).absolute()),
         "busy_timeout_ms": int(busy_timeout_ms),
-        "batch_rows": int(batch_rows),
+        "batch_rows": int(batch_rows or BATCH_ROWS),
         "queries": [
             [sql, params if params is None or isinstance(params, Mapping) else list(params)] for sql, params in queries
         ],
     }
+    try:
+        sent = json.dumps(job).encode()
+    except (TypeError, ValueError) as exc:
+        raise ArrowReadError(f"a query parameter cannot be sent to the reader process ({exc})") from exc
     # stderr goes to a file: a child that says much while the parent reads its stdout never blocks on a full pipe.
     with tempfile.TemporaryFile() as said:
         # -P: the child's folder (this package) is not put on its sys.path, so none of our modules shadows another.
@@ -84,7 +94,7 @@ def read_tables(
         results: list[Any] = []
         try:
             assert child.stdin is not None and child.stdout is not None
-            child.stdin.write(json.dumps(job).encode())
+            child.stdin.write(sent)
             child.stdin.close()
             source = pa.PythonFile(child.stdout, mode="r")
             for number in range(len(queries)):
@@ -110,39 +120,45 @@ def read_tables(
 
 
 def _failure(said: IO[bytes], fallback: str) -> ArrowReadError:
-    """The child's own last line on stderr (its error), else ``fallback``."""
+    """The child's own error (its marked line on stderr: query number and reason), else ``fallback``."""
     said.seek(0)
-    lines = said.read().decode("utf-8", "replace").strip().splitlines()
-    reason = lines[-1] if lines else fallback
-    return ArrowReadError(reason, mismatch="Type mismatch" in reason)
+    for line in reversed(said.read().decode("utf-8", "replace").splitlines()):
+        if line.startswith(_ERROR_MARK):
+            report = json.loads(line[len(_ERROR_MARK) + 1 :])
+            reason = str(report["reason"])
+            return ArrowReadError(reason, query=report["query"], mismatch="Type mismatch" in reason)
+    return ArrowReadError(fallback)
 
 
 def _serve() -> int:
     """The child: read the job from stdin, write one IPC stream per query to stdout."""
-    import adbc_driver_sqlite.dbapi
-    import pyarrow as pa
+    number = None
+    try:
+        import adbc_driver_sqlite.dbapi
+        import pyarrow as pa
 
-    job = json.loads(sys.stdin.buffer.read())
-    out = sys.stdout.buffer
-    # A file: URI (spaces, '?' and '#' percent-encoded), read-only: this process never writes the log.
-    uri = Path(job["database"]).as_uri() + "?mode=ro"
-    # autocommit off: the driver opens a transaction, so every query below reads the same snapshot.
-    with adbc_driver_sqlite.dbapi.connect(uri) as db, db.cursor() as cursor:
-        cursor.execute(f"PRAGMA busy_timeout = {int(job['busy_timeout_ms'])}")
-        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(int(job["batch_rows"]))})
-        for sql, params in job["queries"]:
-            cursor.execute(sql, params)
-            batches = cursor.fetch_record_batch()
-            with pa.ipc.new_stream(out, batches.schema) as stream:
-                for batch in batches:
-                    stream.write_batch(batch)
-    out.flush()
+        job = json.loads(sys.stdin.buffer.read())
+        out = sys.stdout.buffer
+        # A file: URI (spaces, '?' and '#' percent-encoded), read-only: this process never writes the log.
+        uri = Path(job["database"]).as_uri() + "?mode=ro"
+        # autocommit off: the driver opens a transaction, so every query below reads the same snapshot.
+        with adbc_driver_sqlite.dbapi.connect(uri) as db, db.cursor() as cursor:
+            cursor.execute(f"PRAGMA busy_timeout = {int(job['busy_timeout_ms'])}")
+            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(int(job["batch_rows"]))})
+            for index, (sql, params) in enumerate(job["queries"]):
+                number = index  # named in the error report below
+                cursor.execute(sql, params)
+                batches = cursor.fetch_record_batch()
+                with pa.ipc.new_stream(out, batches.schema) as stream:
+                    for batch in batches:
+                        stream.write_batch(batch)
+        out.flush()
+    except Exception as exc:  # the parent finds this marked line on stderr and names the query that failed
+        report = {"query": number, "reason": f"{type(exc).__name__}: {exc}"}
+        print(_ERROR_MARK, json.dumps(report), file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(_serve())
-    except Exception as exc:  # the parent reads the last line of stderr as the reason
-        print(f"{type(exc).__name__}: {exc}".replace("\n", " "), file=sys.stderr)
-        sys.exit(1)
+    sys.exit(_serve())

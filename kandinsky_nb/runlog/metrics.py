@@ -189,6 +189,13 @@ def scores_sql(condition: str = "") -> str:
     return f"SELECT metric, image_sha256, value FROM metrics{images} ORDER BY metric, image_sha256, computed_utc, rowid"
 
 
+def arrow_scores_sql(condition: str = "") -> str:
+    """:func:`scores_sql` behind one row of typed constants (text, text, real), for the Arrow reader, which types a
+    column by its first batch: 50,000 NULL values first would type ``value`` as an integer and refuse the scores
+    after them. :func:`score_cells_of_arrow` drops that row (no metric is named '')."""
+    return f"SELECT '' AS metric, '' AS image_sha256, 0.0 AS value UNION ALL SELECT * FROM ({scores_sql(condition)})"
+
+
 def score_cells(rows: Sequence[tuple[Any, ...]]) -> np.ndarray:
     """The rows of :func:`scores_sql` as read by the sqlite3 module, as a (rows x 3) object matrix (numpy's C loop)."""
     import numpy as np
@@ -197,9 +204,16 @@ def score_cells(rows: Sequence[tuple[Any, ...]]) -> np.ndarray:
 
 
 def score_cells_of_arrow(table: pa.Table) -> np.ndarray:
-    """The result of :func:`scores_sql` as the Arrow reader returns it, as the matrix :func:`score_cells` makes."""
+    """The result of :func:`arrow_scores_sql` as the Arrow reader returns it (typed first row dropped), as the matrix
+    :func:`score_cells` makes."""
     import numpy as np
 
+    if table.num_rows == 0 or table.column(0)[0].as_py() != "":
+        raise RunLogError(
+            "the Arrow reader did not return the scores' typed first row first, so their types cannot be trusted; "
+            "read with RunLog(home, reader='sqlite3')."
+        )
+    table = table.slice(1)
     cells = np.empty((table.num_rows, 3), dtype=object)
     if table.num_rows:
         for number in range(3):

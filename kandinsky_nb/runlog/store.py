@@ -463,7 +463,7 @@ class RunLog:
         sql = f"SELECT {picked} FROM runs" + (f" WHERE {where}" if where else "") + " ORDER BY id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return self._query(sql, params)
+        return self._query(sql, filters.plain_params(params))
 
     def get(self, key: int | str) -> list[dict[str, Any]]:
         """The rows of one run: by row id, or every image row of a taskUUID."""
@@ -567,7 +567,7 @@ class RunLog:
     def dataframe(self, where: str = "", params: Sequence[Any] = ()) -> pd.DataFrame:
         """The rows that an SQL condition over ``runs`` selects (``?`` placeholders, columns as ``runs.<name>``
         where a score column shares the name), as :attr:`df` shows them; :meth:`query` covers the usual filters."""
-        return self._frame(Where(where, params))
+        return self._frame(Where(where, filters.plain_params(params)))
 
     @property
     def df(self) -> pd.DataFrame:
@@ -628,7 +628,11 @@ class RunLog:
         if isinstance(params, Mapping):
             params = {f":{name}": value for name, value in params.items()}
         rows_sql = frames.arrow_select_sql(self._run_columns, kinds, condition.sql, newest_first=newest_first)
-        queries = [(rows_sql, params), (scores.METRIC_NAMES_SQL, None), (scores.scores_sql(condition.sql), params)]
+        queries = [
+            (rows_sql, params),
+            (scores.METRIC_NAMES_SQL, None),
+            (scores.arrow_scores_sql(condition.sql), params),
+        ]
         try:
             frame, names, scored = read_tables(
                 self.path,
@@ -637,7 +641,9 @@ class RunLog:
                 consume=[lambda batches: frames.frame_from_arrow(batches, kinds, self.home)],
             )
         except ArrowReadError as exc:
-            mismatch = frames.type_mismatch_error(str(exc), self._run_columns, kinds) if exc.mismatch else None
+            # Only the rows' columns are named by number (query 0): a mismatch elsewhere is reported as it is.
+            rows_mismatch = exc.mismatch and exc.query == 0
+            mismatch = frames.type_mismatch_error(str(exc), self._run_columns, kinds) if rows_mismatch else None
             raise mismatch or RunLogError(
                 f"the Arrow reader could not read the run log at {self.path} ({exc}); check the file is intact, or "
                 "open it with RunLog(home, reader='sqlite3')."

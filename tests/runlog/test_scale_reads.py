@@ -410,10 +410,46 @@ def test_a_later_batch_value_of_another_type_is_named_by_its_column(tmp_path):
     columns, kinds = list(log._run_columns), log._column_kinds
     with pytest.raises(ArrowReadError) as caught:  # row 6 comes in the third batch of 2, after the typed row
         adbc_table(log.path, frames.arrow_select_sql(columns, kinds), batch_rows=2)
-    assert caught.value.mismatch
+    assert caught.value.mismatch and caught.value.query == 0
     error = frames.type_mismatch_error(str(caught.value), columns, kinds)
     assert error is not None and "'cost_usd'" in str(error) and "numbers or NULL" in str(error)
     assert frames.type_mismatch_error("disk I/O error", columns, kinds) is None
+
+
+def test_scores_that_start_with_empty_values_read_on_the_arrow_reader(tmp_path, monkeypatch):
+    """The driver types a column by its first batch: a batch of NULL score values first must not type ``value`` as
+    an integer and refuse the real scores after it (the scores' query leads with a typed row too)."""
+    pytest.importorskip("adbc_driver_sqlite", reason="the ADBC reader needs the `fast` extra")
+    log = RunLog(tmp_path, reader="adbc")
+    ids = mixed_log(log)
+    # "aesthetic" sorts first; its images scored without a value, then "ssim" with one.
+    log.record_metrics([score(ids["fox0"], None, metric="aesthetic"), score(ids["fox1"], None, metric="aesthetic")])
+    log.record_metrics([score(ids["owl0"], 0.75), score(ids["owl1"], 0.5)])
+    monkeypatch.setattr(arrow_reader, "BATCH_ROWS", 2)  # the NULLs fill the first batches
+    frame = log.df.set_index("id")
+    pd.testing.assert_frame_equal(frame, RunLog(tmp_path, reader="sqlite3").df.set_index("id"))
+    assert frame.loc[ids["owl0"], "score_ssim"] == 0.75 and pd.isna(frame.loc[ids["fox0"], "score_aesthetic"])
+
+
+def test_the_child_names_the_query_that_failed(tmp_path):
+    pytest.importorskip("adbc_driver_sqlite", reason="the ADBC reader needs the `fast` extra")
+    log = RunLog(tmp_path, reader="adbc")
+    mixed_log(log)
+    with pytest.raises(ArrowReadError) as caught:
+        read_tables(log.path, [("SELECT 1 AS one", None), ("SELECT * FROM no_such_table", None)])
+    assert caught.value.query == 1 and "no_such_table" in str(caught.value) and not caught.value.mismatch
+
+
+def test_a_parameter_taken_from_a_frame_selects_what_the_number_would(tmp_path, reader):
+    # df["seed"].iloc[0] is a numpy scalar: the sqlite3 module binds numpy.int64 as a BLOB, which no seed equals.
+    log = RunLog(tmp_path, reader=reader)
+    mixed_log(log)
+    seed = log.df["seed"].dropna().iloc[0]
+    assert not isinstance(seed, int)  # numpy's, as a user gets it
+    expected = log.dataframe("seed > ?", (int(seed),))
+    assert len(expected) > 0
+    pd.testing.assert_frame_equal(log.dataframe("seed > ?", (seed,)), expected)
+    assert [row["id"] for row in log.rows("seed > ?", (seed,))] == expected["id"].tolist()
 
 
 def test_the_arrow_reader_leaves_the_open_writers_log_intact(tmp_path):
