@@ -16,6 +16,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -158,7 +159,7 @@ class RunwareBackend(Backend):
         self._aclient: httpx.AsyncClient | None = None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
         self._polls = _PollLine()
-        self._apolls: _AsyncPollLine | None = None
+        self._apolls: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncPollLine] = weakref.WeakKeyDictionary()
         # Content hash -> imageUUID of local image inputs already uploaded through this backend.
         self._uploaded: dict[str, str] = {}
         self._rng = random.Random()
@@ -337,10 +338,13 @@ class RunwareBackend(Backend):
         return self._aclient
 
     def _async_polls(self) -> _AsyncPollLine:
+        # One line per event loop (futures belong to one loop); threads that each run a loop share the backend.
         loop = asyncio.get_running_loop()
-        if self._apolls is None or self._apolls.loop is not loop:  # futures belong to one loop, as connections do
-            self._apolls = _AsyncPollLine(loop)
-        return self._apolls
+        with self._client_lock:
+            line = self._apolls.get(loop)
+            if line is None:
+                line = self._apolls[loop] = _AsyncPollLine(loop)
+        return line
 
 
 class _PollLine:
@@ -367,22 +371,30 @@ class _PollLine:
                 raise
             if seat.answered:
                 return seat.take()
-        with self._lock:  # this thread's turn: its poll, and every one that fell due since, in one POST
-            batch, self._waiting = self._waiting, []
-        posts = [waiting.action for waiting in batch]
+        # This thread's turn: its poll, and every one that fell due since, in one POST. Whatever happens from here
+        # (an interrupt included), every caller in the batch gets an answer and the line passes on.
+        batch: list[_Seat] = []
         try:
-            outcomes = split_reply(send(coalesce_polls(posts)), posts)
-        except Exception as exc:  # not an answer (those are Replies and Failures): every caller in it raises it
-            for waiting in batch:
-                waiting.fail(exc)
-        except BaseException:  # this thread was interrupted: to the others, their poll failed; they poll again
+            with self._lock:
+                batch, self._waiting = self._waiting, []
+            posts = [waiting.action for waiting in batch]
+            try:
+                outcomes = split_reply(send(coalesce_polls(posts)), posts)
+            except Exception as exc:  # not an answer (those are Replies and Failures): every caller in it raises it
+                for waiting in batch:
+                    waiting.fail(exc)
+            else:
+                for waiting, outcome in zip(batch, outcomes, strict=True):
+                    waiting.answer(outcome)
+        finally:
+            # Interrupted before the answers were handed out: to the others their poll failed, and they poll again
+            # (answer() leaves a caller already answered as it is).
             for waiting in batch:
                 waiting.answer(Failure("the poll was interrupted"))
-            raise
-        else:
-            for waiting, outcome in zip(batch, outcomes, strict=True):
-                waiting.answer(outcome)
-        finally:
+            if seat not in batch:  # interrupted before taking the batch: this caller leaves the line too
+                with self._lock:
+                    if seat in self._waiting:
+                        self._waiting.remove(seat)
             self._pass_on()
         return seat.take()
 

@@ -288,6 +288,13 @@ class ServerState:
         errors: list[WireError] = []
         waiting: list[tuple[str, asyncio.Task[None]]] = []
         hold_until = time.monotonic() + self.poll_wait  # one bound for all the polls of this POST
+        polled = [
+            raw.get("taskUUID") for raw in tasks if isinstance(raw, dict) and raw.get("taskType") == "getResponse"
+        ]
+        if any(task_uuid not in self._running for task_uuid in polled):
+            # A poll here can be answered now (its job is done, or not ours): the POST is not held for the others,
+            # or a ready result would wait on a running one (clients put several polls in one POST).
+            hold_until = time.monotonic()
         for raw in tasks:
             try:
                 task = parse_task(raw, loras=self.loras)

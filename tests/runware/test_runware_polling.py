@@ -402,3 +402,65 @@ def test_a_cancelled_caller_leaves_the_async_poll_line_working_for_the_others():
     assert sizes == [1, 3]  # B, C and D went together (C's answer is dropped: nobody waits for it)
     for name, answer in answers.items():
         assert classify(answer).envelope.items == [result(name)]
+
+
+def test_an_interrupted_sender_answers_the_others_and_the_line_keeps_working():
+    # Ctrl-C lands in the thread that is sending the shared POST: the others must not wait forever for its answer.
+    from kandinsky_nb.backends.runware import _PollLine
+
+    line = _PollLine()
+    sending = threading.Event()
+    release = threading.Event()
+    calls: list[list[str]] = []
+
+    def send(post: Post):
+        calls.append([task["taskUUID"] for task in post.tasks])
+        if len(calls) == 1:
+            sending.set()
+            release.wait(5)
+            raise KeyboardInterrupt
+        return reply({"data": [result(task["taskUUID"]) for task in post.tasks]})
+
+    outcomes: dict[str, object] = {}
+
+    def poll(task_uuid: str) -> None:
+        try:
+            outcomes[task_uuid] = line.post(polls(task_uuid), send)
+        except KeyboardInterrupt as exc:
+            outcomes[task_uuid] = exc
+
+    first = threading.Thread(target=poll, args=("A",))
+    first.start()
+    sending.wait(5)
+    second = threading.Thread(target=poll, args=("B",))
+    second.start()
+    time.sleep(0.05)
+    release.set()
+    for thread in (first, second):
+        thread.join(5)
+    assert not first.is_alive() and not second.is_alive()
+    assert isinstance(outcomes["A"], KeyboardInterrupt)
+    assert classify(outcomes["B"]).envelope.items == [result("B")]  # B polled again on its own
+    after = line.post(polls("C"), send)  # and the line still works
+    assert classify(after).envelope.items == [result("C")]
+
+
+def test_a_poll_post_with_a_ready_result_is_not_held_for_a_running_one():
+    # Shared polls: one task done, one still running and due within the hold. The done one must not wait.
+    import httpx
+
+    latency = 1.0
+    engine = StubEngine(delay=latency)
+    app = create_app(engine, api_keys=[KEY], max_concurrency=2, poll_wait=1.0)
+    with ServerThread(app) as server:
+        measure(server.url)
+        done = acknowledge(server.url, prompt(seed=2))
+        time.sleep(latency + 0.2)
+        running = acknowledge(server.url, prompt(seed=3))
+        time.sleep(0.3)  # 0.7 s before its expected finish: within the hold (1 s)
+        body = [{"taskType": "getResponse", "taskUUID": task["taskUUID"]} for task in (done, running)]
+        started = time.monotonic()
+        answer = httpx.post(server.url + "/v1", json=body, headers={"Authorization": f"Bearer {KEY}"})
+        assert time.monotonic() - started < 0.45  # not held until the running one ends (about 0.7 s)
+        statuses = {item["taskUUID"]: item["status"] for item in answer.json()["data"]}
+        assert statuses == {done["taskUUID"]: "success", running["taskUUID"]: "processing"}
