@@ -305,8 +305,9 @@ class SweepPlan:
         batch_size: int = 1,
     ) -> SweepReport:
         """Run every unfinished cell with up to ``concurrency`` requests in flight (threads over the engine's sync
-        API, so it works inside Jupyter's running loop). A failed cell does not stop the sweep; a budget refusal
-        stops starting new cells. Ctrl-C / interrupt: in-flight cells finish and are logged, the rest stay to do.
+        API, so it works inside Jupyter's running loop). A failed cell does not stop the sweep; a budget refusal,
+        and a refusal of the account itself (the key, its credit or permission: every cell would meet it), stop
+        starting new cells (``report.stopped_by`` says why; the cells not sent stay to do). Ctrl-C / interrupt: in-flight cells finish and are logged, the rest stay to do.
         ``on_cell(report)`` is called after each cell (panels update their own progress from it). ``batch_size``:
         cells per request on an engine that batches (Runware: several tasks in one POST)."""
         _check_run_counts(concurrency, batch_size)

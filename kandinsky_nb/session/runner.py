@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from ..errors import BudgetExceededError
+from ..errors import AuthenticationError, BudgetExceededError, InsufficientCreditsError, PermissionDeniedError
 from ..planning import CellJob, CellOutcome, Outcome, SweepReport
 from ..types import Generation
 from .host import SweepHost
@@ -32,6 +32,11 @@ def batches(jobs: Sequence[CellJob], batch_size: int) -> list[list[CellJob]]:
     fresh = [job for job in jobs if not job.pending]
     size = max(1, batch_size)
     return pending + [fresh[i : i + size] for i in range(0, len(fresh), size)]
+
+
+# Refusals of the account, not of a cell: the next cell would meet the same one, so the sweep stops at the first
+# (cells already in flight finish) instead of sending every cell to it.
+STOPS_THE_SWEEP = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
 
 
 class _Runner:
@@ -52,8 +57,15 @@ class _Runner:
         self.on_cell = on_cell
 
     def record(self, outcome: CellOutcome) -> None:
-        """Count one outcome, move the bar, and tell the caller (panels update their progress from it)."""
+        """Count one outcome, move the bar, and tell the caller (panels update their progress from it). A refusal
+        that every cell would meet (the key, the account's credit, its permission) stops the sweep."""
         self.report.add(outcome)
+        if outcome.outcome is Outcome.FAILED and isinstance(outcome.error, STOPS_THE_SWEEP) and not self.stop.is_set():
+            self.report.stopped_by = (
+                f"{type(outcome.error).__name__}: {outcome.error} Every cell would meet it, so the sweep stopped; "
+                "the cells not sent stay to do: fix it and run the sweep again."
+            )
+            self.stop.set()
         if outcome.outcome is not Outcome.NOT_RUN:
             self.bar.update(1)
             self.bar.set_postfix_str(
@@ -116,11 +128,8 @@ class ThreadRunner(_Runner):
         return self._batch_outcomes(jobs, results)
 
     def run(self, batches: list[list[CellJob]], workers: int) -> None:
-        # The first batch runs alone: a key or connection problem then shows once rather than once per worker, and
-        # an engine that opens its connection lazily opens it from one thread.
-        if batches and workers > 1:
-            for outcome in self.run_batch(batches.pop(0)):
-                self.record(outcome)
+        # Every worker starts at once, as the async twin's tasks do: a refused key stops the sweep at its first
+        # answer (record), and the engines open their connections under a lock.
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kandinsky-nb-sweep") as pool:
             futures = [pool.submit(self.run_batch, batch) for batch in batches]
             try:

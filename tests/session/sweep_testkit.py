@@ -90,7 +90,7 @@ def served(engine: PricedEngine, max_concurrency: int = 16) -> Iterator[tuple[st
         yield server.url, server.app.state.kandinsky
 
 
-def runware(url: str, **options: object):
+def runware(url: str, key: str = KEY, **options: object):
     import httpx
 
     from kandinsky_nb.backends.runware import RunwareBackend
@@ -101,4 +101,4 @@ def runware(url: str, **options: object):
     options.setdefault("timeout", 10.0)
     options.setdefault("poll_timeout", 10.0)
     options.setdefault("retry_policy", FAST)
-    return RunwareBackend(KEY, base_url=url, **options)
+    return RunwareBackend(key, base_url=url, **options)

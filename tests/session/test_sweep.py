@@ -134,6 +134,25 @@ def test_failed_cells_are_logged_and_do_not_stop_the_sweep(session, server, tmp_
     assert sum(server[2].generations.values()) == 6
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_refused_key_stops_the_sweep_and_leaves_the_rest_to_do(server, tmp_path, mode):
+    # Every cell would meet the same 401: the sweep stops at the first answer instead of sending all 40.
+    engine, url, state = server
+    engine.delay = 0.05
+    mistyped = runware(url, key="rw-test-a-key-the-server-does-not-know")
+    async with Session(mistyped, home=tmp_path) as session:
+        plan = session.sweep(PROMPT, steps=[10, 20], seed="1-20")
+        if mode == "sync":
+            report = await asyncio.to_thread(plan.run, 4, progress=False)
+        else:
+            report = await plan.arun(4, progress=False)
+        assert "AuthenticationError" in (report.stopped_by or "") and "run the sweep again" in report.stopped_by
+        assert 1 <= report.failed <= 8  # the cells in flight, or started, before the first refusal was counted
+        assert report.not_run == 40 - report.failed
+        assert plan.status() == {"failed": report.failed, "new": 40 - report.failed}  # the rest stay to do
+    assert not state.generations  # nothing was generated, nothing paid
+
+
 async def test_arun_bounds_concurrency_and_logs_every_cell(server, tmp_path):
     engine, url, state = server
     engine.delay = 0.05
