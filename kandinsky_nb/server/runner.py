@@ -291,9 +291,10 @@ class ServerState:
         polled = [
             raw.get("taskUUID") for raw in tasks if isinstance(raw, dict) and raw.get("taskType") == "getResponse"
         ]
-        if any(task_uuid not in self._running for task_uuid in polled):
-            # A poll here can be answered now (its job is done, or not ours): the POST is not held for the others,
-            # or a ready result would wait on a running one (clients put several polls in one POST).
+        if any(not isinstance(task_uuid, str) or task_uuid not in self._running for task_uuid in polled):
+            # A poll here can be answered now (its job is done, or not ours, or its taskUUID is not even a string
+            # and is refused below): the POST is not held for the others, or a ready result would wait on a running
+            # one (clients put several polls in one POST).
             hold_until = time.monotonic()
         for raw in tasks:
             try:

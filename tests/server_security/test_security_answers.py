@@ -11,7 +11,7 @@ import uuid
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from security_testkit import KEY_A, KEY_B, bearer, png, task
 
@@ -172,6 +172,8 @@ def fuzz_server(serve):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=_body, with_key=st.booleans())
+# Found by this test: a getResponse whose taskUUID is a list broke the poll hold's look-up (a 500).
+@example(body=json.dumps([{"taskType": "getResponse", "taskUUID": ["a"]}]).encode(), with_key=True)
 def test_any_body_gets_only_documented_error_objects(fuzz_server, server_log, body, with_key):
     headers = {"Content-Type": "application/json", **(bearer(KEY_A) if with_key else {})}
     response = httpx.post(fuzz_server.url + "/v1", content=body, headers=headers, timeout=30)
