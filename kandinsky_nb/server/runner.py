@@ -74,6 +74,8 @@ IMAGE_DOWNLOAD_TIMEOUT = 30.0
 # the expected finish that arrives a little early gets the result in that one round trip, not ``processing`` and a
 # second poll. Polls of tasks expected later are answered at once, as the cloud answers them.
 DEFAULT_POLL_WAIT = 0.25
+# The most a poll POST that carries an answer ready now is held for the others in it.
+READY_POLL_WAIT = 0.05
 
 
 def incident_id() -> str:
@@ -293,9 +295,9 @@ class ServerState:
         ]
         if any(not isinstance(task_uuid, str) or task_uuid not in self._running for task_uuid in polled):
             # A poll here can be answered now (its job is done, or not ours, or its taskUUID is not even a string
-            # and is refused below): the POST is not held for the others, or a ready result would wait on a running
-            # one (clients put several polls in one POST).
-            hold_until = time.monotonic()
+            # and is refused below): the others of the POST (clients put several polls in one) are waited for only
+            # briefly, so a ready result never waits long on a running one, and ones about to finish still come.
+            hold_until = time.monotonic() + min(self.poll_wait, READY_POLL_WAIT)
         for raw in tasks:
             try:
                 task = parse_task(raw, loras=self.loras)
