@@ -21,6 +21,7 @@ import pytest
 from browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    SCREENSHOTS,
     TOKEN,
     accept_kernel_dialog,
     chromium_available,
@@ -205,6 +206,8 @@ def test_jupyterlab_sidebar_compare_sweep_insert_code_and_spend(served, browser,
             "() => [...document.querySelectorAll('.knb-CompareView img')].every(i => i.complete && i.naturalWidth > 0)"
         )
         screenshot(page, "jupyterlab_extension_compare")
+        # The whole parameter table, the outcome rows under it included (below the fold in the page's screenshot).
+        compare.locator(".knb-CompareView-diff").screenshot(path=str(SCREENSHOTS / "jupyterlab_compare_table.png"))
         compare.locator(".knb-mode-wipe").click()
         expect(compare.locator(".knb-CompareView-slider")).to_be_visible()
 
