@@ -33,6 +33,7 @@ __all__ = [
     "SUCCESS",
     "Envelope",
     "MalformedResponse",
+    "is_error_item",
     "is_terminal_item",
     "parse_envelope",
 ]
@@ -44,6 +45,12 @@ PROCESSING: Final = "processing"
 SUCCESS: Final = "success"
 # Every spelling of "not finished yet" that servers use.
 _NOT_TERMINAL = frozenset({PROCESSING, "pending", "queued", "running"})
+
+
+def is_error_item(item: Mapping[str, Any]) -> bool:
+    """A result item that reports its task's error inside ``data`` (``status: "error"``, or a nested ``error``
+    object), which the envelope files under its errors."""
+    return item.get("status") == "error" or isinstance(item.get("error"), dict)
 
 
 def is_terminal_item(item: Mapping[str, Any]) -> bool:
@@ -126,7 +133,7 @@ def _split_items(raw_items: list[Any]) -> Envelope:
     for raw in raw_items:
         if not isinstance(raw, dict):
             raise MalformedResponse(f"a result item must be an object, got {type(raw).__name__}")
-        if raw.get("status") == "error" or isinstance(raw.get("error"), dict):
+        if is_error_item(raw):
             nested = raw.get("error") if isinstance(raw.get("error"), dict) else {}
             merged = {**{k: v for k, v in raw.items() if k != "error"}, **nested}
             errors.append(_wire_error(merged))

@@ -38,7 +38,7 @@ from ..errors import (
 )
 from ..types import GeneratedImage, Generation, ImageInferenceRequest, ImageInferenceResult, WireError
 from ..types.images import UnreadableImage, inspect_image
-from .envelope import OUTPUT_FIELDS, Envelope, MalformedResponse, is_terminal_item, parse_envelope
+from .envelope import OUTPUT_FIELDS, Envelope, MalformedResponse, is_error_item, is_terminal_item, parse_envelope
 from .failures import connection_error, malformed_response_error, status_error, task_error
 from .policy import (
     CONFLICT_CODE,
@@ -166,8 +166,8 @@ def split_reply(outcome: Outcome, posts: Sequence[Post]) -> list[Outcome]:
     def named(entry: Any) -> Any:
         return entry.get("taskUUID") if isinstance(entry, dict) else None
 
-    def failed(item: Any) -> bool:  # an error reported inside ``data`` (see .envelope)
-        return isinstance(item, dict) and (item.get("status") == "error" or "error" in item)
+    def failed(item: Any) -> bool:  # an error reported inside ``data``, as the envelope will read it
+        return isinstance(item, dict) and is_error_item(item)
 
     unscoped = [error for error in errors if not named(error)]
     any_fault = bool(errors) or any(failed(item) for item in items)

@@ -46,10 +46,10 @@ def plain_params(params: Sequence[Any]) -> list[Any]:
     """Parameters of a caller's SQL condition as SQLite binds them: a numpy scalar (a value taken from a DataFrame,
     such as ``df["seed"].iloc[0]``) as the Python number it holds. The sqlite3 module would bind ``numpy.int64`` as a
     BLOB, which no number equals, and the condition would silently select nothing."""
-    return [_plain(value) for value in params]
+    return [_python_scalar(value) for value in params]
 
 
-def _plain(value: Any) -> Any:
+def _python_scalar(value: Any) -> Any:
     item = getattr(value, "item", None)
     return item() if callable(item) and not isinstance(value, str | bytes | bytearray | memoryview) else value
 
